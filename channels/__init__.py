@@ -1,0 +1,1 @@
+"""Channel adapters: each turns a provider payload into an InboundMessage."""

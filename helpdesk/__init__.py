@@ -1,0 +1,146 @@
+"""Rapport: an omnichannel help desk. ``create_app`` builds the Flask application."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, request
+
+from helpdesk.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: config from the environment (or ``test_config``), extensions, blueprints."""
+    instance_path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get(
+        "RAPPORT_INSTANCE_PATH", str(ROOT / "instance")
+    )
+    app = Flask(
+        __name__,
+        instance_path=str(instance_path),
+        template_folder=str(ROOT / "templates"),
+        static_folder="static",
+    )
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.from_mapping(load_config(app.instance_path))
+    if test_config:
+        app.config.from_mapping(test_config)
+
+    logging.basicConfig(level=os.environ.get("RAPPORT_LOG_LEVEL", "INFO"))
+    _init_extensions(app)
+    _register_blueprints(app)
+    _register_channels()
+
+    from helpdesk import cli, jobs
+
+    cli.register(app)
+    jobs.bind_app(app)
+    if app.config["RAPPORT_EMBEDDED_WORKER"] and not app.config.get("TESTING"):
+        jobs.start_embedded_worker(app)
+    return app
+
+
+def _init_extensions(app: Flask) -> None:
+    from helpdesk.extensions import babel, csrf, db, limiter, login_manager, migrate, socketio
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=_select_locale)
+    from flask_babel import get_locale
+
+    app.jinja_env.globals["get_locale"] = get_locale
+    limiter.init_app(app)
+    socketio.init_app(
+        app,
+        async_mode="threading",
+        message_queue=app.config["REDIS_URL"],
+        cors_allowed_origins=[app.config["RAPPORT_PUBLIC_URL"]],
+        manage_session=False,
+    )
+
+    _install_sqlite_tuning()
+
+    from helpdesk.models import User
+
+    @login_manager.user_loader
+    def _load_user(user_id: str) -> User | None:
+        user = db.session.get(User, int(user_id))
+        return user if user is not None and user.is_active_user else None
+
+
+_sqlite_tuned = False
+
+
+def _install_sqlite_tuning() -> None:
+    """WAL, foreign keys, and transactions that take the write lock up front on SQLite.
+
+    pysqlite's own transaction handling begins lazily and upgrades a read lock
+    to a write lock mid-transaction, which SQLite refuses at once ("database is
+    locked") when another writer got there first. ``BEGIN IMMEDIATE`` waits on
+    busy_timeout instead, and makes savepoints behave.
+    """
+    global _sqlite_tuned
+    if _sqlite_tuned:
+        return
+    _sqlite_tuned = True
+    from sqlalchemy import event as sa_event
+    from sqlalchemy.engine import Engine
+
+    @sa_event.listens_for(Engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        if type(dbapi_connection).__module__.startswith("sqlite3"):
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.close()
+
+    @sa_event.listens_for(Engine, "begin")
+    def _sqlite_begin(conn: Any) -> None:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _select_locale() -> str | None:
+    from flask import current_app
+    from flask_login import current_user
+
+    supported = current_app.config["RAPPORT_LOCALES"]
+    if getattr(current_user, "is_authenticated", False) and current_user.locale in supported:
+        return str(current_user.locale)
+    asked = request.args.get("lang")
+    if asked in supported:
+        return str(asked)
+    return request.accept_languages.best_match(supported)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from helpdesk.admin.views import bp as admin_bp
+    from helpdesk.api import bp as api_bp
+    from helpdesk.auth.access import install_default_deny
+    from helpdesk.auth.views import bp as auth_bp
+    from helpdesk.crm.views import bp as crm_bp
+    from helpdesk.errors import register_error_handlers
+    from helpdesk.extensions import csrf
+    from helpdesk.inbox.views import bp as inbox_bp
+
+    for blueprint in (auth_bp, inbox_bp, crm_bp, admin_bp, api_bp):
+        app.register_blueprint(blueprint)
+    csrf.exempt(api_bp)  # token-authenticated, no cookies
+    install_default_deny(app)
+    register_error_handlers(app)
+    import helpdesk.delivery  # noqa: F401  (connects the after-commit enqueue)
+    import helpdesk.realtime  # noqa: F401  (connects the live-update listeners)
+
+
+def _register_channels() -> None:
+    import channels.api  # noqa: F401

@@ -1,0 +1,144 @@
+"""Agents and API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import func, select
+from werkzeug.security import generate_password_hash
+
+from helpdesk.actors import Actor
+from helpdesk.extensions import db
+from helpdesk.models import ApiToken, Role, Team, User, utcnow
+
+from . import audit
+from .contacts import OperationError
+
+#: Every scope the API knows; ``all`` on the command line grants them all.
+SCOPES = (
+    "tickets:read",
+    "tickets:write",
+    "messages:write",
+    "contacts:read",
+    "contacts:write",
+    "orders:read",
+    "orders:write",
+)
+TOKEN_PREFIX = "rpt_"
+MIN_PASSWORD = 8
+
+
+def create_user(
+    *, actor: Actor, email: str, name: str, password: str, role: Role = Role.AGENT
+) -> User:
+    """Create a sign-in; the password is stored only as a hash."""
+    email = email.strip().lower()
+    if "@" not in email:
+        raise OperationError("an email address is needed")
+    if len(password) < MIN_PASSWORD:
+        raise OperationError(f"the password needs at least {MIN_PASSWORD} characters")
+    if db.session.execute(select(User.id).where(func.lower(User.email) == email)).first():
+        raise OperationError(f"a user with {email} exists already")
+    user = User(
+        email=email,
+        name=name.strip() or email.split("@")[0],
+        password_hash=generate_password_hash(password),
+        role=role,
+    )
+    db.session.add(user)
+    db.session.flush()
+    audit.record("user.created", actor=actor, user_id=user.id, role=role.value)
+    return user
+
+
+def set_password(user: User, password: str, *, actor: Actor) -> None:
+    """Replace a user's password."""
+    if len(password) < MIN_PASSWORD:
+        raise OperationError(f"the password needs at least {MIN_PASSWORD} characters")
+    user.password_hash = generate_password_hash(password)
+    audit.record("user.password_changed", actor=actor, user_id=user.id)
+
+
+def update_user(
+    user: User,
+    *,
+    actor: Actor,
+    role: Role | None = None,
+    is_active: bool | None = None,
+    is_away: bool | None = None,
+    name: str | None = None,
+    locale: str | None = None,
+) -> User:
+    """Change a user's role, status or profile."""
+    if role is not None and role is not user.role:
+        if actor.id == user.id and role is not Role.ADMIN:
+            raise OperationError("you cannot remove your own admin role")
+        audit.record("user.role_changed", actor=actor, user_id=user.id, old=user.role.value, new=role.value)
+        user.role = role
+    if is_active is not None and is_active != user.is_active_user:
+        if actor.id == user.id and not is_active:
+            raise OperationError("you cannot deactivate yourself")
+        user.is_active_user = is_active
+        audit.record("user.activation_changed", actor=actor, user_id=user.id, active=is_active)
+    if is_away is not None:
+        user.is_away = is_away
+    if name is not None and name.strip():
+        user.name = name.strip()
+    if locale is not None:
+        user.locale = locale or None
+    db.session.flush()
+    return user
+
+
+def create_team(*, actor: Actor, name: str, members: list[User] | None = None, round_robin: bool = False) -> Team:
+    """Create a team of agents."""
+    name = name.strip()
+    if not name:
+        raise OperationError("a team needs a name")
+    if db.session.execute(select(Team.id).where(Team.name == name)).first():
+        raise OperationError(f"a team named {name} exists already")
+    team = Team(name=name, members=members or [], is_round_robin=round_robin)
+    db.session.add(team)
+    db.session.flush()
+    audit.record("team.created", actor=actor, team_id=team.id)
+    return team
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_api_token(*, actor: Actor, name: str, scopes: list[str]) -> tuple[ApiToken, str]:
+    """Create a token; returns the row and the secret, which is never stored or shown again."""
+    if scopes == ["all"]:
+        scopes = list(SCOPES)
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown:
+        raise OperationError(f"unknown scope(s): {', '.join(unknown)}; known: {', '.join(SCOPES)}")
+    if not scopes:
+        raise OperationError("a token needs at least one scope")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(name=name.strip() or "token", prefix=secret[:10], token_hash=hash_token(secret), scopes=sorted(scopes))
+    db.session.add(token)
+    db.session.flush()
+    audit.record("api_token.created", actor=actor, token_id=token.id, scopes=token.scopes)
+    return token, secret
+
+
+def find_api_token(secret: str) -> ApiToken | None:
+    """Return the live token for ``secret``, or None (unknown or revoked)."""
+    if not secret.startswith(TOKEN_PREFIX):
+        return None
+    token = db.session.execute(
+        select(ApiToken).where(ApiToken.token_hash == hash_token(secret))
+    ).scalar_one_or_none()
+    if token is None or token.revoked_at is not None:
+        return None
+    return token
+
+
+def revoke_api_token(token: ApiToken, *, actor: Actor) -> None:
+    """Stop a token from working; it stays listed for the record."""
+    token.revoked_at = utcnow()
+    audit.record("api_token.revoked", actor=actor, token_id=token.id)

@@ -1,0 +1,1 @@
+"""Live updates over Socket.IO (placeholder until the inbox is built out)."""
