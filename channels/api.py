@@ -14,8 +14,11 @@ class ApiChannel:
     name = "api"
     supports_idempotent_retry = True
 
-    def send(self, message: object, *, idempotency_key: str) -> SendResult:
-        return SendResult(external_id=f"api:{idempotency_key}")
+    def render(self, message: object, *, idempotency_key: str) -> str:
+        return idempotency_key
+
+    def transmit(self, payload: str) -> SendResult:
+        return SendResult(external_id=f"api:{payload}")
 
 
 register(ApiChannel())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
     from helpdesk.models import Message
@@ -111,7 +111,13 @@ class PermanentDeliveryError(Exception):
 
 @runtime_checkable
 class Channel(Protocol):
-    """An adapter the outbound funnel can deliver through."""
+    """An adapter the outbound funnel can deliver through, in two steps.
+
+    ``render`` reads what it needs from the database and returns a plain,
+    self-contained payload; ``transmit`` talks to the provider and must not
+    touch the database. The delivery job ends its transaction between the two,
+    so no lock is held during a slow network call.
+    """
 
     name: str
     #: True when sending twice with the same idempotency key is harmless
@@ -119,7 +125,9 @@ class Channel(Protocol):
     #: delivery may be retried instead of being flagged for a human.
     supports_idempotent_retry: bool
 
-    def send(self, message: Message, *, idempotency_key: str) -> SendResult: ...
+    def render(self, message: Message, *, idempotency_key: str) -> Any: ...
+
+    def transmit(self, payload: Any) -> SendResult: ...
 
 
 _registry: dict[str, Channel] = {}

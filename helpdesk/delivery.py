@@ -59,10 +59,15 @@ def deliver_message(message_id: int) -> str:
         return _finish(message, DeliveryStatus.FAILED, f"no channel named '{message.channel}'")
     key = message.idempotency_key or f"message-{message.id}"
     try:
-        result = channel.send(message, idempotency_key=key)
+        payload = channel.render(message, idempotency_key=key)
+        # End the transaction before the network call: no lock held while we wait.
+        db.session.commit()
+        result = channel.transmit(payload)
     except PermanentDeliveryError as exc:
+        message = db.session.get(Message, message_id)  # type: ignore[assignment]
         return _finish(message, DeliveryStatus.FAILED, str(exc) or exc.__class__.__name__)
     except Exception as exc:  # provider down, network: retry with backoff
+        message = db.session.get(Message, message_id)  # type: ignore[assignment]
         log.warning("delivery of message %s failed (attempt %s): %s", message.id, message.attempts, exc)
         if message.attempts >= MAX_ATTEMPTS:
             return _finish(message, DeliveryStatus.FAILED, f"gave up after {message.attempts} attempts: {exc}")
@@ -73,6 +78,7 @@ def deliver_message(message_id: int) -> str:
         db.session.commit()
         deliver_message.schedule((message.id,), delay=delay)
         return "retrying"
+    message = db.session.get(Message, message_id)  # type: ignore[assignment]
     if result.external_id and not message.external_id:
         message.external_id = result.external_id
     return _finish(message, DeliveryStatus.SENT, None)
@@ -117,6 +123,7 @@ def sweep_deliveries() -> dict[str, int]:
         )
     ).all()
     retried = flagged = 0
+    requeue = list(lost)
     for message in interrupted:
         try:
             safe = get_channel(message.channel).supports_idempotent_retry
@@ -124,6 +131,7 @@ def sweep_deliveries() -> dict[str, int]:
             safe = False
         if safe:
             message.status = DeliveryStatus.QUEUED
+            requeue.append(message.id)
             retried += 1
         else:
             # We cannot know whether the provider got it; a person decides, we never double-send.
@@ -131,7 +139,7 @@ def sweep_deliveries() -> dict[str, int]:
             message.error = "delivery was interrupted and may or may not have been sent; check and resend"
             flagged += 1
     db.session.commit()
-    for message_id in [*lost, *(m.id for m in interrupted if m.status is DeliveryStatus.QUEUED)]:
+    for message_id in requeue:
         deliver_message(message_id)
     return {"requeued": len(lost) + retried, "flagged": flagged}
 

@@ -186,11 +186,29 @@ def on_commit(event: Event, session: Session | None = None) -> None:
 
 
 def dispatch(event: Event) -> None:
-    """Send an event now, isolating listeners from each other's failures."""
+    """Send an event now; each listener runs in its own app context and session.
+
+    A listener must not reopen the session that just committed (on SQLite a
+    transaction holds the write lock), nor leave one open for the next
+    listener, so each gets a fresh session that is closed after it, and a
+    failing listener cannot undo the committed change or stop the others.
+    """
+    from flask import current_app, has_app_context
+
+    from helpdesk.extensions import db
+
+    app = current_app._get_current_object() if has_app_context() else None  # type: ignore[attr-defined]
     for receiver in signal_for(event).receivers_for(event):
         try:
-            receiver(event, event=event)
-        except Exception:  # a broken listener must not undo a committed change
+            if app is None:
+                receiver(event, event=event)
+                continue
+            with app.app_context():
+                try:
+                    receiver(event, event=event)
+                finally:
+                    db.session.remove()
+        except Exception:
             log.exception("listener %r failed for %s", receiver, event.name)
 
 

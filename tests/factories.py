@@ -51,8 +51,11 @@ class RecordingChannel:
         self.sent: list[tuple[int, str]] = []
         self.fail_with: Exception | None = None
 
-    def send(self, message: Any, *, idempotency_key: str) -> SendResult:
+    def render(self, message: Any, *, idempotency_key: str) -> tuple[int, str]:
+        return (message.id, idempotency_key)
+
+    def transmit(self, payload: tuple[int, str]) -> SendResult:
         if self.fail_with is not None:
             raise self.fail_with
-        self.sent.append((message.id, idempotency_key))
-        return SendResult(external_id=f"{self.name}-{message.id}")
+        self.sent.append(payload)
+        return SendResult(external_id=f"{self.name}-{payload[0]}")

@@ -1,7 +1,0 @@
-"""API endpoints (placeholder until the API is built out)."""
-
-from __future__ import annotations
-
-from flask import Blueprint
-
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
