@@ -94,6 +94,11 @@ class InboundMessage:
     bounce_reason: str | None = None
     sent_at: datetime | None = None
     language: str | None = None
+    #: Which of our addresses received it ("email:3" for mailbox 3, "sms:+15550100");
+    #: replies leave from the same one.
+    inbox: str | None = None
+    #: Team that new tickets from this inbox go to.
+    team_id: int | None = None
     #: Provider-specific extras worth keeping (headers, raw ids); JSON-serialisable.
     metadata: dict[str, object] = field(default_factory=dict)
 

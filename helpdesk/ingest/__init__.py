@@ -27,6 +27,7 @@ from helpdesk.models import (
     DeliveryStatus,
     Direction,
     Message,
+    Team,
     Ticket,
     TicketParticipant,
     TicketStatus,
@@ -129,10 +130,13 @@ def _ticket_for(
         follows_up: Ticket | None = ticket
     else:
         follows_up = None
+    team = db.session.get(Team, msg.team_id) if msg.team_id else None
     ticket = create_ticket(
         contact,
         actor=actor,
         channel=msg.channel,
+        inbox=msg.inbox,
+        team=team,
         subject=msg.subject or _subject_from_text(msg.text),
         conversation_id=msg.threading.conversation_id,
         language=msg.language,

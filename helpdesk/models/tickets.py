@@ -81,6 +81,8 @@ class Ticket(db.Model):  # type: ignore[name-defined,misc]
     team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"))
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     language: Mapped[str | None] = mapped_column(String(16))
+    #: Which of our addresses the conversation uses ("email:3"); replies leave from it.
+    inbox: Mapped[str | None] = mapped_column(String(120))
     #: The chat session, Telegram chat or API conversation this ticket continues.
     conversation_id: Mapped[str | None] = mapped_column(String(200), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -41,6 +41,7 @@ def create_ticket(
     conversation_id: str | None = None,
     language: str | None = None,
     follows_up: Ticket | None = None,
+    inbox: str | None = None,
 ) -> Ticket:
     """Open a ticket for ``contact``. Sends ticket.created after commit."""
     now = utcnow()
@@ -55,6 +56,7 @@ def create_ticket(
         assignee=assignee,
         conversation_id=conversation_id,
         language=language,
+        inbox=inbox,
         created_at=now,
         updated_at=now,
         last_activity_at=now,

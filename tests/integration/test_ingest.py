@@ -265,3 +265,14 @@ def test_events_from_a_rolled_back_savepoint_are_dropped_but_earlier_ones_kept(a
         assert seen == [1, 3]
     finally:
         events.ticket_created.disconnect(listener)
+
+
+def test_new_ticket_remembers_its_inbox_and_goes_to_the_inbox_team(app):
+    from helpdesk.operations.users import create_team
+
+    team = create_team(actor=Actor.system(), name="Billing")
+    db.session.commit()
+    result = ingest_message(inbound(inbox="email:7", team_id=team.id))
+    db.session.commit()
+    assert result.ticket.inbox == "email:7"
+    assert result.ticket.team_id == team.id
