@@ -40,8 +40,31 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     cli.register(app)
     jobs.bind_app(app)
     if app.config["RAPPORT_EMBEDDED_WORKER"] and not app.config.get("TESTING"):
-        jobs.start_embedded_worker(app)
+        _start_worker_when_serving(app)
     return app
+
+
+def _start_worker_when_serving(app: Flask) -> None:
+    """Run job consumer threads in the serving process, not in one-off CLI commands.
+
+    ``flask run`` loads the app inside its click command, so we start at once
+    (IMAP polling and retries must not wait for a first visitor); under
+    gunicorn the first request starts them.
+    """
+    import click
+
+    from helpdesk import jobs
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        reloader_parent = app.debug and os.environ.get("WERKZEUG_RUN_MAIN") != "true"
+        if ctx.info_name == "run" and not reloader_parent:
+            jobs.start_embedded_worker(app)
+        return
+
+    @app.before_request
+    def _start_once() -> None:
+        jobs.start_embedded_worker(app)
 
 
 def _init_extensions(app: Flask) -> None:

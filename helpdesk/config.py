@@ -42,7 +42,7 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "RAPPORT_MAX_UPLOAD_BYTES": _int("RAPPORT_MAX_UPLOAD_BYTES", 25 * 1024 * 1024),
         # Jobs run in consumer threads inside the web process unless a separate
         # huey_consumer is started (then set RAPPORT_EMBEDDED_WORKER=0).
-        "RAPPORT_EMBEDDED_WORKER": _bool("RAPPORT_EMBEDDED_WORKER", False),
+        "RAPPORT_EMBEDDED_WORKER": _bool("RAPPORT_EMBEDDED_WORKER", True),
         "RAPPORT_WORKER_THREADS": _int("RAPPORT_WORKER_THREADS", 2),
         "RAPPORT_JOBS_IMMEDIATE": _bool("RAPPORT_JOBS_IMMEDIATE", False),
         "RAPPORT_HUEY_PATH": os.environ.get("RAPPORT_HUEY_PATH", str(instance / "jobs.db")),

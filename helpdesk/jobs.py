@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -116,6 +117,7 @@ class _EmbeddedConsumer(Consumer):
 
 
 _consumer: Consumer | None = None
+_consumer_lock = threading.Lock()
 
 
 def start_embedded_worker(app: Flask) -> None:
@@ -123,6 +125,14 @@ def start_embedded_worker(app: Flask) -> None:
     global _consumer
     if _consumer is not None or huey.immediate:
         return
+    with _consumer_lock:
+        if _consumer is not None:
+            return
+        _start_consumer(app)
+
+
+def _start_consumer(app: Flask) -> None:
+    global _consumer
     _consumer = _EmbeddedConsumer(
         huey,
         workers=app.config["RAPPORT_WORKER_THREADS"],

@@ -84,3 +84,36 @@ def start_postgres(dbname: str = "rapport_test") -> Postgres:
         directory=directory,
         port=port,
     )
+
+
+@dataclass
+class Redis:
+    url: str
+    process: subprocess.Popen[bytes]
+    directory: Path
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def redis_available() -> bool:
+    return shutil.which("redis-server") is not None
+
+
+def start_redis() -> Redis:
+    """A throwaway redis-server on a free port, no persistence."""
+    directory = Path(tempfile.mkdtemp(prefix="rrd"))
+    port = free_port()
+    process = subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", str(directory), "--daemonize", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port)
+    return Redis(url=f"redis://127.0.0.1:{port}/0", process=process, directory=directory)

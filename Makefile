@@ -1,0 +1,77 @@
+# Rapport: `make run` starts the help desk with demo data; `make test` runs every test.
+# Both set up what they need on a fresh Debian machine (virtualenv, npm assets, and
+# for the tests the Debian packages of the real servers they start).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FLASK := $(VENV)/bin/flask --app wsgi
+STAMP := $(VENV)/.installed-stamp
+VENDOR_STAMP := helpdesk/static/vendor/.built
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+HOST ?= 127.0.0.1
+PORT ?= 5000
+# Debian packages the test suite starts real servers from.
+TEST_PACKAGES := postgresql redis-server chromium dovecot-imapd
+PYTEST := $(PY) -m pytest -p no:cacheprovider
+
+.PHONY: run test test-fast test-sqlite test-postgres bench lint format venv assets system-deps migrate clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+$(VENDOR_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	npm run --silent build
+	touch $(VENDOR_STAMP)
+
+assets: $(VENDOR_STAMP)
+
+## run: set up, migrate, seed the demo once, serve on http://127.0.0.1:5000
+run: venv assets
+	$(FLASK) db upgrade
+	$(FLASK) seed-demo
+	$(FLASK) run --host $(HOST) --port $(PORT) --with-threads
+
+migrate: venv
+	$(FLASK) db upgrade
+
+system-deps:
+	@missing=""; for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+## test: the whole suite on SQLite, then everything that touches the database again on PostgreSQL
+test: venv assets system-deps lint test-sqlite test-postgres
+
+test-sqlite: venv assets
+	$(PYTEST) -q tests
+
+test-postgres: venv system-deps
+	$(PYTEST) -q --db=postgresql -m "not browser" tests/integration
+
+## test-fast: no real servers, no browser (for a quick loop while coding)
+test-fast: venv
+	$(PYTEST) -q -m "not slow" tests
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+## bench: timing targets, written to bench/RESULTS.md
+bench: venv system-deps
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) node_modules helpdesk/static/vendor
