@@ -1,1 +1,277 @@
-"""Live updates over Socket.IO (placeholder until the inbox is built out)."""
+"""Live updates for agents over Socket.IO: the ``/agent`` namespace and its rooms.
+
+Rooms: ``ticket:<id>`` for everyone with the ticket open, ``agent:<user_id>``
+for one agent's notifications, and ``inbox`` for list updates. Listeners on the
+domain events (they fire after commit) emit small payloads of ids and display
+fields; pages then fetch fresh HTML fragments, so no HTML is built here or in
+JavaScript.
+
+Collision detection: who has a ticket open (``presence``) and who is typing a
+reply (``typing``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from flask import request
+from flask_login import current_user
+from flask_socketio import Namespace, join_room, leave_room
+
+from helpdesk import events
+from helpdesk.extensions import socketio
+from helpdesk.models import Role
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "/agent"
+INBOX_ROOM = "inbox"
+
+
+def ticket_room(ticket_id: int) -> str:
+    return f"ticket:{ticket_id}"
+
+
+def agent_room(user_id: int) -> str:
+    return f"agent:{user_id}"
+
+
+class Presence:
+    """Who has which ticket open, per Socket.IO connection.
+
+    Process-local: with ``REDIS_URL`` and several web processes, each process
+    sees only its own connections, so this map would have to live in Redis
+    (a hash per ticket keyed by sid, with expiry) for the lists to be complete.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        #: ticket id -> sid -> (user id, name)
+        self._viewers: dict[int, dict[str, tuple[int, str]]] = {}
+
+    def join(self, ticket_id: int, sid: str, user_id: int, name: str) -> None:
+        with self._lock:
+            self._viewers.setdefault(ticket_id, {})[sid] = (user_id, name)
+
+    def leave(self, ticket_id: int, sid: str) -> bool:
+        with self._lock:
+            viewers = self._viewers.get(ticket_id)
+            if not viewers or sid not in viewers:
+                return False
+            del viewers[sid]
+            if not viewers:
+                del self._viewers[ticket_id]
+            return True
+
+    def leave_all(self, sid: str) -> list[int]:
+        """Forget ``sid`` everywhere; return the tickets it was viewing."""
+        with self._lock:
+            left = [tid for tid, viewers in self._viewers.items() if sid in viewers]
+        for ticket_id in left:
+            self.leave(ticket_id, sid)
+        return left
+
+    def tickets_of(self, sid: str) -> list[int]:
+        with self._lock:
+            return [tid for tid, viewers in self._viewers.items() if sid in viewers]
+
+    def viewers(self, ticket_id: int) -> list[dict[str, Any]]:
+        """One entry per agent (an agent with two tabs open counts once), by name."""
+        with self._lock:
+            people = dict(self._viewers.get(ticket_id, {}).values())
+        return [
+            {"id": uid, "name": name} for uid, name in sorted(people.items(), key=lambda p: p[1])
+        ]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._viewers.clear()
+
+
+presence = Presence()
+
+
+def _emit(event: str, data: dict[str, Any], room: str, *, skip_sid: str | None = None) -> None:
+    socketio.emit(event, data, namespace=NAMESPACE, to=room, skip_sid=skip_sid)
+
+
+def _emit_presence(ticket_id: int) -> None:
+    _emit(
+        "presence",
+        {"ticket_id": ticket_id, "viewers": presence.viewers(ticket_id)},
+        ticket_room(ticket_id),
+    )
+
+
+def _ticket_id(data: Any) -> int | None:
+    try:
+        value = int(data.get("ticket_id")) if isinstance(data, dict) else None
+    except (TypeError, ValueError):
+        return None
+    return value if value and value > 0 else None
+
+
+class AgentNamespace(Namespace):
+    """Signed-in users only; the Flask session cookie authenticates the connection."""
+
+    def on_connect(self, auth: Any = None) -> bool:
+        if not current_user.is_authenticated:
+            return False
+        join_room(agent_room(current_user.id))
+        join_room(INBOX_ROOM)
+        return True
+
+    def on_view(self, data: Any) -> None:
+        """The client opened a ticket: join its room and tell the others."""
+        ticket_id = _ticket_id(data)
+        if ticket_id is None or not current_user.is_authenticated:
+            return
+        sid = request.sid  # type: ignore[attr-defined]
+        # One ticket page per connection: leaving the previous one keeps presence honest.
+        for previous in presence.tickets_of(sid):
+            if previous != ticket_id:
+                self._leave(previous, sid)
+        join_room(ticket_room(ticket_id))
+        presence.join(ticket_id, sid, current_user.id, current_user.name)
+        _emit_presence(ticket_id)
+
+    def on_leave(self, data: Any) -> None:
+        ticket_id = _ticket_id(data)
+        if ticket_id is not None:
+            self._leave(ticket_id, request.sid)  # type: ignore[attr-defined]
+
+    def on_typing(self, data: Any) -> None:
+        """Relay "is typing a reply" to the others on the ticket (agents only)."""
+        ticket_id = _ticket_id(data)
+        if (
+            ticket_id is None
+            or not current_user.is_authenticated
+            or not current_user.can(Role.AGENT)
+        ):
+            return
+        sid = request.sid  # type: ignore[attr-defined]
+        if ticket_id not in presence.tickets_of(sid):
+            return
+        _emit(
+            "typing",
+            {
+                "ticket_id": ticket_id,
+                "user": {"id": current_user.id, "name": current_user.name},
+                "is_typing": bool(data.get("is_typing", True)),
+            },
+            ticket_room(ticket_id),
+            skip_sid=sid,
+        )
+
+    def on_disconnect(self, reason: Any = None) -> None:
+        for ticket_id in presence.leave_all(request.sid):  # type: ignore[attr-defined]
+            _emit_presence(ticket_id)
+
+    def _leave(self, ticket_id: int, sid: str) -> None:
+        leave_room(ticket_room(ticket_id))
+        if presence.leave(ticket_id, sid):
+            _emit_presence(ticket_id)
+
+
+def _register_namespace() -> None:
+    # ``on_namespace`` registers only on the current server once one exists, but
+    # every ``create_app`` builds a new server from ``namespace_handlers``; keep
+    # the handler in that list so apps made later (tests, workers) have it too.
+    handler = AgentNamespace(NAMESPACE)
+    handler._set_socketio(socketio)
+    socketio.namespace_handlers.append(handler)
+    if socketio.server is not None:
+        socketio.server.register_namespace(handler)
+
+
+_register_namespace()
+
+
+# ---------------------------------------------------------------- listeners
+
+
+def _actor_fields(event: events.Event) -> dict[str, Any]:
+    return {"actor": {"kind": event.actor.kind, "id": event.actor.id, "name": event.actor.label}}
+
+
+@events.ticket_created.connect
+def _on_ticket_created(sender: Any, event: events.TicketCreated, **_: Any) -> None:
+    _emit("ticket.created", {"ticket_id": event.ticket_id, **_actor_fields(event)}, INBOX_ROOM)
+
+
+def _message_event(event: events.MessageReceived | events.MessageAdded, *, is_note: bool) -> None:
+    payload = {
+        "ticket_id": event.ticket_id,
+        "message_id": event.message_id,
+        "is_note": is_note,
+        **_actor_fields(event),
+    }
+    _emit("message.new", payload, ticket_room(event.ticket_id))
+    _emit("ticket.activity", {"ticket_id": event.ticket_id}, INBOX_ROOM)
+
+
+@events.message_received.connect
+def _on_message_received(sender: Any, event: events.MessageReceived, **_: Any) -> None:
+    _message_event(event, is_note=False)
+
+
+@events.message_added.connect
+def _on_message_added(sender: Any, event: events.MessageAdded, **_: Any) -> None:
+    _message_event(event, is_note=event.is_note)
+
+
+@events.message_delivery_changed.connect
+def _on_delivery_changed(sender: Any, event: events.MessageDeliveryChanged, **_: Any) -> None:
+    _emit(
+        "message.delivery",
+        {"ticket_id": event.ticket_id, "message_id": event.message_id, "status": event.status},
+        ticket_room(event.ticket_id),
+    )
+
+
+@events.ticket_updated.connect
+def _on_ticket_updated(sender: Any, event: events.TicketUpdated, **_: Any) -> None:
+    payload = {
+        "ticket_id": event.ticket_id,
+        "fields": sorted(event.changes),
+        **_actor_fields(event),
+    }
+    _emit("ticket.updated", payload, ticket_room(event.ticket_id))
+    _emit("ticket.activity", {"ticket_id": event.ticket_id}, INBOX_ROOM)
+
+
+@events.ticket_assigned.connect
+def _on_ticket_assigned(sender: Any, event: events.TicketAssigned, **_: Any) -> None:
+    if event.assignee_id is not None and event.assignee_id != event.actor.id:
+        _emit(
+            "ticket.assigned",
+            {
+                "ticket_id": event.ticket_id,
+                "assignee_id": event.assignee_id,
+                **_actor_fields(event),
+            },
+            agent_room(event.assignee_id),
+        )
+
+
+@events.tickets_merged.connect
+def _on_tickets_merged(sender: Any, event: events.TicketsMerged, **_: Any) -> None:
+    payload = {"ticket_id": event.ticket_id, "merged_id": event.merged_id, **_actor_fields(event)}
+    _emit("ticket.merged", payload, ticket_room(event.merged_id))
+    _emit(
+        "ticket.updated",
+        {"ticket_id": event.ticket_id, "fields": ["messages"]},
+        ticket_room(event.ticket_id),
+    )
+    _emit("ticket.activity", {"ticket_id": event.ticket_id}, INBOX_ROOM)
+
+
+@events.user_mentioned.connect
+def _on_user_mentioned(sender: Any, event: events.UserMentioned, **_: Any) -> None:
+    _emit(
+        "mention",
+        {"ticket_id": event.ticket_id, "message_id": event.message_id, **_actor_fields(event)},
+        agent_room(event.user_id),
+    )

@@ -38,7 +38,7 @@ def placeholder_context(ticket: Ticket, agent: User | None) -> dict[str, Any]:
 
 
 def render_canned(canned: CannedResponse, ticket: Ticket, agent: User | None) -> str:
-    """Return ``canned.body`` with its placeholders filled; a broken template is returned as written."""
+    """Return ``canned.body`` with placeholders filled; a broken template comes back as written."""
     try:
         return _env.from_string(canned.body).render(placeholder_context(ticket, agent))
     except TemplateError:

@@ -71,8 +71,8 @@ class ListFilters:
             view=view if view in VIEWS else "open",
             channel=channel if channel in CHANNELS else None,
             tag=tag,
-            team_id=_int_or_none(data.get("team")),
-            assignee_id=_int_or_none(data.get("assignee")),
+            team_id=int_or_none(data.get("team")),
+            assignee_id=int_or_none(data.get("assignee")),
             q=q,
         )
 
@@ -95,7 +95,7 @@ class ListFilters:
         return replace(self, view=view)
 
 
-def _int_or_none(value: Any) -> int | None:
+def int_or_none(value: Any) -> int | None:
     try:
         number = int(value)
     except (TypeError, ValueError):
@@ -150,7 +150,10 @@ def _scope(stmt: Select[Any], filters: ListFilters, user_id: int | None) -> Sele
         stmt = stmt.where(
             exists()
             .where(ticket_tags.c.ticket_id == Ticket.id)
-            .where(ticket_tags.c.tag_id == select(Tag.id).where(Tag.name == filters.tag).scalar_subquery())
+            .where(
+                ticket_tags.c.tag_id
+                == select(Tag.id).where(Tag.name == filters.tag).scalar_subquery()
+            )
         )
     # Merged-away tickets are closed; they only clutter the closed list.
     if view == "closed":
@@ -173,7 +176,10 @@ def list_tickets(
         # The redundant ``<=`` is the index range; the OR only breaks ties on equal times.
         stmt = stmt.where(
             Ticket.last_activity_at <= at,
-            or_(Ticket.last_activity_at < at, and_(Ticket.last_activity_at == at, Ticket.id < last_id)),
+            or_(
+                Ticket.last_activity_at < at,
+                and_(Ticket.last_activity_at == at, Ticket.id < last_id),
+            ),
         )
     stmt = (
         stmt.order_by(Ticket.last_activity_at.desc(), Ticket.id.desc())
@@ -191,7 +197,7 @@ def list_tickets(
 
 
 def count_tickets(filters: ListFilters, *, user_id: int | None, cap: int = COUNT_CAP) -> int:
-    """Count the view's tickets, stopping at ``cap`` so a huge queue costs no more than a small one."""
+    """Count the view's tickets, stopping at ``cap``: a huge queue costs what a small one does."""
     inner = _scope(select(Ticket.id), filters, user_id).limit(cap).subquery()
     return int(db.session.scalar(select(func.count()).select_from(inner)) or 0)
 
