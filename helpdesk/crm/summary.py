@@ -74,9 +74,7 @@ def contact_summary(contact: Contact) -> ContactSummary:
         key=lambda item: (-item[1], -item[2], item[0]),
     )
     orders = sum(count for _, count, _ in by_currency)
-    currency, main_count, total = (
-        by_currency[0] if by_currency else (None, 0, Decimal("0.00"))
-    )
+    currency, main_count, total = by_currency[0] if by_currency else (None, 0, Decimal("0.00"))
     average = (total / main_count).quantize(_CENT) if main_count else Decimal("0.00")
     firsts = [_aware(row[3]) for row in rows if row[3] is not None]
     lasts = [_aware(row[4]) for row in rows if row[4] is not None]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from flask_babel import format_currency
 from flask_babel import gettext as _
 from sqlalchemy import and_, not_, or_, select
 from sqlalchemy.orm import selectinload
@@ -153,7 +154,7 @@ def _orders(contact: Contact, limit: int) -> list[TimelineEntry]:
             kind="order",
             at=o.placed_at,
             title=_("Order %(number)s placed", number=o.external_id),
-            detail=f"{o.total} {o.currency}",
+            detail=format_currency(o.total, o.currency),
             variant=o.status.value,
             sort_id=(2, o.id),
         )
@@ -232,6 +233,12 @@ def describe_event(event: AuditEvent) -> str:
             number=event.ticket_id,
             old=d.get("old", ""),
             new=d.get("new", ""),
+        )
+    if action == "ticket.tagged":
+        return _(
+            "Ticket #%(number)s tags: %(tags)s",
+            number=event.ticket_id,
+            tags=", ".join(d.get("new") or []) or "—",
         )
     if action == "ticket.merged":
         return _(
