@@ -50,13 +50,13 @@ def not_found(what: str, ident: object) -> ApiError:
 
 
 @bp.errorhandler(ApiError)
-def _api_error(exc: ApiError):  # type: ignore[no-untyped-def]
+def _api_error(exc: ApiError):
     db.session.rollback()
     return error_response(exc.status, exc.message, exc.code, **exc.extra)
 
 
 @bp.errorhandler(OperationError)
-def _operation_error(exc: OperationError):  # type: ignore[no-untyped-def]
+def _operation_error(exc: OperationError):
     db.session.rollback()
     field = getattr(exc, "field", None)
     status = getattr(exc, "status", 422)
@@ -65,7 +65,7 @@ def _operation_error(exc: OperationError):  # type: ignore[no-untyped-def]
 
 
 @bp.errorhandler(IntegrityError)
-def _integrity_error(exc: IntegrityError):  # type: ignore[no-untyped-def]
+def _integrity_error(exc: IntegrityError):
     db.session.rollback()
     return error_response(409, "The request conflicts with data stored meanwhile; retry it.")
 
