@@ -14,7 +14,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-SCRIPTS = ["core_bench.py", "email_bench.py", "rules_bench.py"]
+SCRIPTS = ["core_bench.py", "email_bench.py", "rules_bench.py", "incentives_bench.py"]
 
 
 def machine() -> str:

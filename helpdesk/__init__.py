@@ -35,6 +35,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     _register_blueprints(app)
     _register_channels()
 
+    import automation
+
+    automation.init_app(app)
+
     from helpdesk import cli, jobs
 
     cli.register(app)

@@ -31,7 +31,8 @@ class Actor:
 
     @classmethod
     def for_contact(cls, contact: Contact) -> Actor:
-        return cls("contact", contact.id, contact.display_name)
+        # Not display_name: that may load identities, and this runs on every ingest.
+        return cls("contact", contact.id, contact.name or f"contact #{contact.id}")
 
     @classmethod
     def for_token(cls, token: ApiToken) -> Actor:

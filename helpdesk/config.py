@@ -33,7 +33,9 @@ def load_config(instance_path: str) -> dict[str, Any]:
     return {
         "SECRET_KEY": os.environ.get("RAPPORT_SECRET_KEY") or _secret_key(instance),
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # A ping before each checkout guards against dropped server connections;
+        # a local SQLite file has none, and the ping costs a round trip per transaction.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": not database_url.startswith("sqlite")},
         "REDIS_URL": redis_url,
         "RAPPORT_PUBLIC_URL": os.environ.get("RAPPORT_PUBLIC_URL", "http://127.0.0.1:5000"),
         "RAPPORT_ATTACHMENT_DIR": os.environ.get(
@@ -49,6 +51,9 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "RAPPORT_REOPEN_DAYS": _int("RAPPORT_REOPEN_DAYS", 14),
         "RAPPORT_DEFAULT_LOCALE": os.environ.get("RAPPORT_DEFAULT_LOCALE", "en"),
         "RAPPORT_ROUND_ROBIN": _bool("RAPPORT_ROUND_ROBIN", False),
+        "RAPPORT_PASSWORD_HASH": os.environ.get("RAPPORT_PASSWORD_HASH", "scrypt"),
+        "RAPPORT_API_RATE_LIMIT": os.environ.get("RAPPORT_API_RATE_LIMIT", "600/minute"),
+        "RAPPORT_API_MAX_JSON_BYTES": _int("RAPPORT_API_MAX_JSON_BYTES", 1024 * 1024),
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
         "RATELIMIT_HEADERS_ENABLED": True,
         "MAX_CONTENT_LENGTH": _int("RAPPORT_MAX_UPLOAD_BYTES", 25 * 1024 * 1024) + 1024 * 1024,

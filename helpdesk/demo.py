@@ -176,5 +176,8 @@ def seed_demo(*, force: bool = False) -> DemoResult | None:
                 )
             )
     db.session.add(SavedView(user_id=sam.id, name="Urgent & VIP", filters={"tag": "vip"}, is_shared=True))
+    from automation.incentives.seed import seed_incentive_examples
+
+    seed_incentive_examples()
     db.session.commit()
     return DemoResult(admin_email=admin.email, admin_password=DEMO_PASSWORD, tickets=tickets)

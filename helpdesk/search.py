@@ -160,6 +160,16 @@ POSTGRESQL_DROP: tuple[str, ...] = (
 )
 
 
+def is_search_table(name: str | None) -> bool:
+    """True for what search creates outside the models: FTS5 tables, their shadow tables,
+    and the PostgreSQL full-text indexes; migrations leave these to ``install_search``."""
+    if not name:
+        return False
+    if name in {"ix_messages_text_search", "ix_tickets_subject_search"}:
+        return True
+    return "_search" in name and name.split("_search", 1)[0] in {"message", "ticket", "contact"}
+
+
 def install_search(connection: Connection) -> None:
     """Create the search tables, triggers or indexes for this database; safe to repeat."""
     if connection.dialect.name == "sqlite":

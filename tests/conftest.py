@@ -59,6 +59,7 @@ def _schema(database_url: str) -> Iterator[None]:
     with app.app_context():
         db.drop_all()
         db.create_all()
+        install_search_structures(db)
     yield
     with app.app_context():
         db.session.remove()
@@ -76,6 +77,7 @@ def _test_config(database_url: str, **extra: Any) -> dict[str, Any]:
         "RAPPORT_EMBEDDED_WORKER": False,
         "WTF_CSRF_ENABLED": False,
         "RATELIMIT_ENABLED": False,
+        "RAPPORT_PASSWORD_HASH": "pbkdf2:sha256:1000",
         **extra,
     }
 
@@ -92,11 +94,28 @@ def app(_schema: None, database_url: str, app_config: dict[str, Any]) -> Iterato
     from helpdesk.extensions import db
 
     application = create_app(_test_config(database_url, **app_config))
+
+    @application.before_request
+    def _forget_cached_user() -> None:
+        # The test's app context outlives each request; Flask-Login caches the
+        # signed-in user on g, so without this a second client would act as the first.
+        from flask import g
+
+        g.pop("_login_user", None)
+
     with application.app_context():
         yield application
         db.session.remove()
         _empty_tables(db)
         db.engine.dispose()
+
+
+def install_search_structures(db: Any) -> None:
+    """What the migration adds beyond the models: full-text search tables and indexes."""
+    from helpdesk.search import install_search
+
+    with db.engine.begin() as conn:
+        install_search(conn)
 
 
 def _empty_tables(db: Any) -> None:

@@ -72,7 +72,7 @@ from .forms import (
     new_idempotency_key,
 )
 from .queries import ListFilters
-from .saved_views import (
+from helpdesk.operations.saved_views import (
     create_saved_view,
     delete_saved_view,
     get_visible_saved_view,

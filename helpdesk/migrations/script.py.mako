@@ -7,6 +7,10 @@ Create Date: ${create_date}
 """
 from alembic import op
 import sqlalchemy as sa
+from sqlalchemy import Text
+from sqlalchemy.dialects import postgresql
+
+import helpdesk.models._types
 ${imports if imports else ""}
 
 # revision identifiers, used by Alembic.

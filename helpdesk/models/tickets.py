@@ -66,6 +66,7 @@ class Ticket(db.Model):  # type: ignore[name-defined,misc]
         Index("ix_tickets_team_queue", "team_id", "is_active", "last_activity_at", "id"),
         Index("ix_tickets_assignee_queue", "assignee_id", "is_active", "last_activity_at", "id"),
         Index("ix_tickets_status_activity", "status", "last_activity_at", "id"),
+        Index("ix_tickets_channel_queue", "channel", "is_active", "last_activity_at", "id"),
         Index("ix_tickets_contact_channel", "contact_id", "channel", "status"),
     )
 

@@ -33,13 +33,12 @@ def normalize_identity(kind: IdentityKind, value: str) -> str:
 
 
 def find_contact(kind: IdentityKind, value: str) -> Contact | None:
-    """Return the contact owning this identity, following merges."""
-    identity = db.session.execute(
-        select(ContactIdentity).where(
-            ContactIdentity.kind == kind, ContactIdentity.value == normalize_identity(kind, value)
-        )
+    """Return the contact owning this identity (merges move identities, so it is the live one)."""
+    return db.session.execute(
+        select(Contact)
+        .join(ContactIdentity, ContactIdentity.contact_id == Contact.id)
+        .where(ContactIdentity.kind == kind, ContactIdentity.value == normalize_identity(kind, value))
     ).scalar_one_or_none()
-    return identity.contact if identity else None
 
 
 def create_contact(

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 
 from sqlalchemy import func, select
+from flask import current_app
 from werkzeug.security import generate_password_hash
 
 from helpdesk.actors import Actor
@@ -24,9 +25,18 @@ SCOPES = (
     "contacts:write",
     "orders:read",
     "orders:write",
+    "vouchers:read",
+    "vouchers:write",
+    "loyalty:read",
+    "loyalty:write",
 )
 TOKEN_PREFIX = "rpt_"
 MIN_PASSWORD = 8
+
+
+def _hash(password: str) -> str:
+    # scrypt by default; tests choose a cheap method because they create many users.
+    return generate_password_hash(password, method=current_app.config["RAPPORT_PASSWORD_HASH"])
 
 
 def create_user(
@@ -43,7 +53,7 @@ def create_user(
     user = User(
         email=email,
         name=name.strip() or email.split("@")[0],
-        password_hash=generate_password_hash(password),
+        password_hash=_hash(password),
         role=role,
     )
     db.session.add(user)
@@ -56,7 +66,8 @@ def set_password(user: User, password: str, *, actor: Actor) -> None:
     """Replace a user's password."""
     if len(password) < MIN_PASSWORD:
         raise OperationError(f"the password needs at least {MIN_PASSWORD} characters")
-    user.password_hash = generate_password_hash(password)
+    user.password_hash = _hash(password)
+    db.session.flush()
     audit.record("user.password_changed", actor=actor, user_id=user.id)
 
 

@@ -1,0 +1,23 @@
+"""Incentives: versioned policies, bounded idempotent grants, vouchers, redemption.
+
+``init_app`` registers the approval page and the contact-panel helper; the
+models are imported here so they join the shared metadata.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from automation.loyalty import models as _loyalty_models  # noqa: F401  (points grants)
+
+from . import models  # noqa: F401  (tables on db.metadata)
+
+
+def init_app(app: Flask) -> None:
+    """Register the approval queue and the template helper for the contact panel."""
+    from . import jobs  # noqa: F401  (periodic expiry)
+    from .views import bp, contact_incentives
+
+    if bp.name not in app.blueprints:
+        app.register_blueprint(bp)
+    app.jinja_env.globals["contact_incentives"] = contact_incentives

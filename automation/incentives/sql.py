@@ -1,0 +1,26 @@
+"""Small SQL helpers that read the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+
+from helpdesk.extensions import db
+
+
+def dialect() -> str:
+    return str(db.session.get_bind().dialect.name)
+
+
+def insert_or_ignore(table: Table, **values: Any) -> None:
+    """Insert a row unless its primary or unique key exists already (no error, no race)."""
+    insert = postgresql.insert if dialect() == "postgresql" else sqlite.insert
+    db.session.execute(insert(table).values(**values).on_conflict_do_nothing())
+
+
+def upsert_insert(table: Table) -> Any:
+    """The dialect's ``INSERT … ON CONFLICT`` builder for ``table``."""
+    insert = postgresql.insert if dialect() == "postgresql" else sqlite.insert
+    return insert(table)
