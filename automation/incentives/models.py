@@ -172,7 +172,7 @@ class Voucher(db.Model):  # type: ignore[name-defined,misc]
     id: Mapped[int] = mapped_column(primary_key=True)
     #: Normalised (no hyphens); shown grouped as XXXX-XXXX-XXXX.
     code: Mapped[str] = mapped_column(String(16), unique=True)
-    grant_id: Mapped[int | None] = mapped_column(ForeignKey("incentive_grants.id"), unique=True)
+    grant_id: Mapped[int | None] = mapped_column(ForeignKey("incentive_grants.id"))
     policy_id: Mapped[int] = mapped_column(ForeignKey("incentive_policies.id"))
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))

@@ -18,7 +18,7 @@ from .activities import ACTIVITY_TYPE, report_activity
 bp = Blueprint("automation_api", __name__, url_prefix="/api/v1")
 
 #: Until the core has an ``activities:write`` scope, reporting activities needs contacts:write.
-SCOPE = "contacts:write"
+SCOPE = "activities:write"
 MAX_DATA_BYTES = 16 * 1024
 
 

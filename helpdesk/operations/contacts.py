@@ -181,6 +181,8 @@ def merge_contacts(source: Contact, target: Contact, *, actor: Actor) -> Contact
         raise OperationError("a contact cannot be merged into itself")
     if source.merged_into_id is not None:
         raise OperationError(f"contact #{source.id} was already merged")
+    if target.merged_into_id is not None:
+        raise OperationError(f"contact #{target.id} was merged into #{target.merged_into_id}; merge into that one")
     moved = {
         "identities": db.session.execute(
             update(ContactIdentity)

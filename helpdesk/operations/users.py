@@ -29,6 +29,7 @@ SCOPES = (
     "vouchers:write",
     "loyalty:read",
     "loyalty:write",
+    "activities:write",
 )
 TOKEN_PREFIX = "rpt_"
 MIN_PASSWORD = 8
@@ -81,24 +82,31 @@ def update_user(
     name: str | None = None,
     locale: str | None = None,
 ) -> User:
-    """Change a user's role, status or profile."""
+    """Change a user's role, status or profile; refuses before changing anything."""
+    is_self = actor.kind == "user" and actor.id == user.id
+    if role is not None and is_self and role is not Role.ADMIN and user.role is Role.ADMIN:
+        raise OperationError("you cannot remove your own admin role")
+    if is_active is False and is_self:
+        raise OperationError("you cannot deactivate yourself")
+    changes: dict[str, object] = {}
     if role is not None and role is not user.role:
-        if actor.id == user.id and role is not Role.ADMIN:
-            raise OperationError("you cannot remove your own admin role")
-        audit.record("user.role_changed", actor=actor, user_id=user.id, old=user.role.value, new=role.value)
+        changes["role"] = [user.role.value, role.value]
         user.role = role
     if is_active is not None and is_active != user.is_active_user:
-        if actor.id == user.id and not is_active:
-            raise OperationError("you cannot deactivate yourself")
+        changes["active"] = [user.is_active_user, is_active]
         user.is_active_user = is_active
-        audit.record("user.activation_changed", actor=actor, user_id=user.id, active=is_active)
-    if is_away is not None:
+    if is_away is not None and is_away != user.is_away:
+        changes["away"] = [user.is_away, is_away]
         user.is_away = is_away
-    if name is not None and name.strip():
+    if name is not None and name.strip() and name.strip() != user.name:
+        changes["name"] = [user.name, name.strip()]
         user.name = name.strip()
-    if locale is not None:
+    if locale is not None and (locale or None) != user.locale:
+        changes["locale"] = [user.locale, locale or None]
         user.locale = locale or None
-    db.session.flush()
+    if changes:
+        db.session.flush()
+        audit.record("user.updated", actor=actor, user_id=user.id, changes=changes)
     return user
 
 
@@ -107,7 +115,7 @@ def create_team(*, actor: Actor, name: str, members: list[User] | None = None, r
     name = name.strip()
     if not name:
         raise OperationError("a team needs a name")
-    if db.session.execute(select(Team.id).where(Team.name == name)).first():
+    if db.session.execute(select(Team.id).where(func.lower(Team.name) == name.lower())).first():
         raise OperationError(f"a team named {name} exists already")
     team = Team(name=name, members=members or [], is_round_robin=round_robin)
     db.session.add(team)
