@@ -13,7 +13,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -91,7 +90,10 @@ def bench_ingest(url: str, count: int) -> dict[str, float]:
         for i in range(count):
             # A quarter start conversations, the rest reply to an earlier message.
             sender = senders[i % len(senders)]
-            hints = ThreadingHints(message_id=f"m{i}@bench", in_reply_to=(f"m{i - len(senders)}@bench",) if i >= len(senders) else ())
+            hints = ThreadingHints(
+                message_id=f"m{i}@bench",
+                in_reply_to=(f"m{i - len(senders)}@bench",) if i >= len(senders) else (),
+            )
             messages.append(
                 InboundMessage(
                     channel="email",
@@ -144,7 +146,10 @@ def populate(url: str, tickets: int) -> None:
         if not rows:
             return
         if sqlite:
-            cur.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([ph] * len(columns))})", rows)
+            cur.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([ph] * len(columns))})",
+                rows,
+            )
         else:
             with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:
@@ -152,31 +157,88 @@ def populate(url: str, tickets: int) -> None:
 
     if sqlite:
         cur.execute("BEGIN")
-    insert("users", ["id", "email", "name", "password_hash", "role", "is_active_user", "is_away", "created_at"],
-           [(i, f"agent{i}@bench.test", f"Agent {i}", "x", "agent", True, False, ts(now)) for i in range(1, 21)])
-    insert("teams", ["id", "name", "is_round_robin"], [(i, f"Team {i}", False) for i in range(1, TEAMS + 1)])
+    insert(
+        "users",
+        ["id", "email", "name", "password_hash", "role", "is_active_user", "is_away", "created_at"],
+        [
+            (i, f"agent{i}@bench.test", f"Agent {i}", "x", "agent", True, False, ts(now))
+            for i in range(1, 21)
+        ],
+    )
+    insert(
+        "teams",
+        ["id", "name", "is_round_robin"],
+        [(i, f"Team {i}", False) for i in range(1, TEAMS + 1)],
+    )
     insert("tags", ["id", "name"], [(i + 1, name) for i, name in enumerate(TAGS)])
     chunk = 100_000
     for start in range(0, contacts, chunk):
         ids = range(start + 1, min(contacts, start + chunk) + 1)
-        insert("contacts", ["id", "name", "attributes", "notes", "created_at"], [(i, f"Contact {i}", "{}", "", ts(now)) for i in ids])
-        insert("contact_identities", ["id", "contact_id", "kind", "value", "created_at"], [(i, i, "email", f"c{i}@bench.test", ts(now)) for i in ids])
+        insert(
+            "contacts",
+            ["id", "name", "attributes", "notes", "created_at"],
+            [(i, f"Contact {i}", "{}", "", ts(now)) for i in ids],
+        )
+        insert(
+            "contact_identities",
+            ["id", "contact_id", "kind", "value", "created_at"],
+            [(i, i, "email", f"c{i}@bench.test", ts(now)) for i in ids],
+        )
     for start in range(0, tickets, chunk):
         rows, tag_rows = [], []
         for i in range(start + 1, min(tickets, start + chunk) + 1):
             status = rng.choices(STATUSES, STATUS_WEIGHTS)[0]
             at = now - timedelta(seconds=rng.randrange(365 * 24 * 3600))
-            rows.append((i, f"Ticket {i}", status, status in ("new", "open"), "normal", rng.choice(CHANNELS),
-                         rng.randrange(1, contacts + 1), rng.choice([None, *range(1, 21)]), rng.randrange(1, TEAMS + 1),
-                         "{}", ts(at), ts(at), ts(at), 0, status == "new"))
-            for tag_id in {t for t in (rng.randrange(1, len(TAGS) * 3) for _ in range(2)) if t <= len(TAGS)}:
+            rows.append(
+                (
+                    i,
+                    f"Ticket {i}",
+                    status,
+                    status in ("new", "open"),
+                    "normal",
+                    rng.choice(CHANNELS),
+                    rng.randrange(1, contacts + 1),
+                    rng.choice([None, *range(1, 21)]),
+                    rng.randrange(1, TEAMS + 1),
+                    "{}",
+                    ts(at),
+                    ts(at),
+                    ts(at),
+                    0,
+                    status == "new",
+                )
+            )
+            for tag_id in {
+                t for t in (rng.randrange(1, len(TAGS) * 3) for _ in range(2)) if t <= len(TAGS)
+            }:
                 tag_rows.append((tag_id, i))
-        insert("tickets", ["id", "subject", "status", "is_active", "priority", "channel", "contact_id", "assignee_id", "team_id",
-                           "attributes", "created_at", "updated_at", "last_activity_at", "reopen_count", "is_unread"], rows)
+        insert(
+            "tickets",
+            [
+                "id",
+                "subject",
+                "status",
+                "is_active",
+                "priority",
+                "channel",
+                "contact_id",
+                "assignee_id",
+                "team_id",
+                "attributes",
+                "created_at",
+                "updated_at",
+                "last_activity_at",
+                "reopen_count",
+                "is_unread",
+            ],
+            rows,
+        )
         insert("ticket_tags", ["tag_id", "ticket_id"], tag_rows)
     if not sqlite:
         for table in ("users", "teams", "tags", "contacts", "contact_identities", "tickets"):
-            cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+            cur.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+            )
     conn.commit()
     cur.close()
     conn.close()
@@ -201,7 +263,9 @@ def bench_inbox(url: str, tickets: int, repeat: int) -> list[dict[str, object]]:
             "open, team + tag, first page": ListFilters(view="open", team_id=2, tag="vip"),
         }
         for label, filters in cases.items():
-            median, p95 = timed(lambda f=filters: (list_tickets(f, user_id=None), db.session.rollback()), repeat)
+            median, p95 = timed(
+                lambda f=filters: (list_tickets(f, user_id=None), db.session.rollback()), repeat
+            )
             results.append({"case": label, "median_ms": median, "p95_ms": p95})
         # A deep page: the cursor after the first 5,000 rows of the filtered list.
         deep_filters = ListFilters(view="open", team_id=2)
@@ -212,8 +276,16 @@ def bench_inbox(url: str, tickets: int, repeat: int) -> list[dict[str, object]]:
             if cursor is None:
                 break
         db.session.rollback()
-        median, p95 = timed(lambda: (list_tickets(deep_filters, user_id=None, cursor=cursor), db.session.rollback()), repeat)
-        results.append({"case": "open, team, page 101 (5,000 rows deep)", "median_ms": median, "p95_ms": p95})
+        median, p95 = timed(
+            lambda: (
+                list_tickets(deep_filters, user_id=None, cursor=cursor),
+                db.session.rollback(),
+            ),
+            repeat,
+        )
+        results.append(
+            {"case": "open, team, page 101 (5,000 rows deep)", "median_ms": median, "p95_ms": p95}
+        )
         # The whole page as an agent sees it: HTTP round trip through the app, template included.
         client = app.test_client()
         with client.session_transaction() as session:
@@ -222,7 +294,9 @@ def bench_inbox(url: str, tickets: int, repeat: int) -> list[dict[str, object]]:
         response = client.get("/?view=open&team=2&tag=vip")
         if response.status_code == 200:
             median, p95 = timed(lambda: client.get("/?view=open&team=2&tag=vip"), repeat)
-            results.append({"case": "inbox page over HTTP (team + tag)", "median_ms": median, "p95_ms": p95})
+            results.append(
+                {"case": "inbox page over HTTP (team + tag)", "median_ms": median, "p95_ms": p95}
+            )
         del encode_cursor
         db.session.remove()
         db.drop_all()
@@ -249,7 +323,10 @@ def main(argv: list[str] | None = None) -> None:
         with database(kind) as url:
             r = bench_ingest(url, args.ingest)
         target = "≥ 1,000/s" if kind == "sqlite" else "—"
-        print(f"| {kind} | {r['messages']:,} | {r['seconds']:.2f} | {r['per_second']:,.0f} | {target} |", flush=True)
+        print(
+            f"| {kind} | {r['messages']:,} | {r['seconds']:.2f} | {r['per_second']:,.0f} | {target} |",
+            flush=True,
+        )
 
     print("\n### Inbox list (server time, ms)\n")
     print("| database | tickets | case | median | p95 | target |")
@@ -259,8 +336,13 @@ def main(argv: list[str] | None = None) -> None:
             with database(kind) as url:
                 rows = bench_inbox(url, size, args.repeat)
             for row in rows:
-                target = "p95 < 50 ms" if "first page" in str(row["case"]) and size >= 1_000_000 else ""
-                print(f"| {kind} | {size:,} | {row['case']} | {row['median_ms']:.1f} | {row['p95_ms']:.1f} | {target} |", flush=True)
+                target = (
+                    "p95 < 50 ms" if "first page" in str(row["case"]) and size >= 1_000_000 else ""
+                )
+                print(
+                    f"| {kind} | {size:,} | {row['case']} | {row['median_ms']:.1f} | {row['p95_ms']:.1f} | {target} |",
+                    flush=True,
+                )
     print()
 
 

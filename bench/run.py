@@ -36,7 +36,9 @@ def machine() -> str:
 
 
 def main() -> int:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     sections = [
         "# Benchmark results\n",
         f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -50,10 +52,14 @@ def main() -> int:
         if not script.exists():
             continue
         print(f"running {name} …", flush=True)
-        done = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True
+        )
         if done.returncode != 0:
             failed = True
-            sections.append(f"## {name}\n\nFailed with exit code {done.returncode}:\n\n```\n{done.stderr[-3000:]}\n```\n")
+            sections.append(
+                f"## {name}\n\nFailed with exit code {done.returncode}:\n\n```\n{done.stderr[-3000:]}\n```\n"
+            )
         else:
             sections.append(f"## {name}\n\n{done.stdout.strip()}\n")
     (BENCH / "RESULTS.md").write_text("\n".join(sections) + "\n")

@@ -165,7 +165,7 @@ def _register_blueprints(app: Flask) -> None:
     csrf.exempt(api_bp)  # token-authenticated, no cookies
     install_default_deny(app)
     register_error_handlers(app)
-    import helpdesk.delivery  # noqa: F401  (connects the after-commit enqueue)
+    import helpdesk.delivery
     import helpdesk.realtime  # noqa: F401  (connects the live-update listeners)
 
 

@@ -24,7 +24,9 @@ def register(app: Flask) -> None:
         from helpdesk.operations.users import create_user
 
         try:
-            user = create_user(actor=CLI, email=email, name=name, password=password, role=Role(role))
+            user = create_user(
+                actor=CLI, email=email, name=name, password=password, role=Role(role)
+            )
         except OperationError as exc:
             raise click.ClickException(str(exc)) from exc
         db.session.commit()
@@ -56,4 +58,6 @@ def register(app: Flask) -> None:
         if result is None:
             click.echo("demo data exists already; nothing to do")
             return
-        click.echo(f"demo workspace ready: sign in as {result.admin_email} / {result.admin_password}")
+        click.echo(
+            f"demo workspace ready: sign in as {result.admin_email} / {result.admin_password}"
+        )

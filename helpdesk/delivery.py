@@ -68,9 +68,13 @@ def deliver_message(message_id: int) -> str:
         return _finish(message, DeliveryStatus.FAILED, str(exc) or exc.__class__.__name__)
     except Exception as exc:  # provider down, network: retry with backoff
         message = db.session.get(Message, message_id)  # type: ignore[assignment]
-        log.warning("delivery of message %s failed (attempt %s): %s", message.id, message.attempts, exc)
+        log.warning(
+            "delivery of message %s failed (attempt %s): %s", message.id, message.attempts, exc
+        )
         if message.attempts >= MAX_ATTEMPTS:
-            return _finish(message, DeliveryStatus.FAILED, f"gave up after {message.attempts} attempts: {exc}")
+            return _finish(
+                message, DeliveryStatus.FAILED, f"gave up after {message.attempts} attempts: {exc}"
+            )
         delay = backoff_seconds(message.attempts)
         message.status = DeliveryStatus.QUEUED
         message.error = f"attempt {message.attempts} failed: {exc}; retrying in {delay}s"
@@ -136,7 +140,9 @@ def sweep_deliveries() -> dict[str, int]:
         else:
             # We cannot know whether the provider got it; a person decides, we never double-send.
             message.status = DeliveryStatus.FAILED
-            message.error = "delivery was interrupted and may or may not have been sent; check and resend"
+            message.error = (
+                "delivery was interrupted and may or may not have been sent; check and resend"
+            )
             flagged += 1
     db.session.commit()
     for message_id in requeue:

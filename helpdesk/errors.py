@@ -20,7 +20,9 @@ def wants_json() -> bool:
 def error_response(status: int, message: str, code: str | None = None, **extra: object):  # type: ignore[no-untyped-def]
     """Return an error as JSON for API callers or as a page for people."""
     if wants_json():
-        body = {"error": {"status": status, "code": code or _code(status), "message": message, **extra}}
+        body = {
+            "error": {"status": status, "code": code or _code(status), "message": message, **extra}
+        }
         return jsonify(body), status
     try:
         return render_template("errors/error.html", status=status, message=message), status
@@ -47,7 +49,9 @@ def _code(status: int) -> str:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def _csrf(exc: CSRFError):  # type: ignore[no-untyped-def]
-        return error_response(400, "The form expired or was sent from elsewhere; reload and try again.", "csrf")
+        return error_response(
+            400, "The form expired or was sent from elsewhere; reload and try again.", "csrf"
+        )
 
     @app.errorhandler(413)
     def _too_large(exc: HTTPException):  # type: ignore[no-untyped-def]
@@ -62,4 +66,6 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
         db.session.rollback()
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "Something went wrong on our side; nothing was saved. Please try again.")
+        return error_response(
+            500, "Something went wrong on our side; nothing was saved. Please try again."
+        )

@@ -103,9 +103,7 @@ def periodic(**crontab_kw: str) -> Callable[[F], F]:
                 finally:
                     db.session.remove()
 
-        return huey.periodic_task(crontab(**crontab_kw), name=f"{fn.__module__}.{fn.__name__}")(
-            run
-        )  # type: ignore[no-any-return]
+        return huey.periodic_task(crontab(**crontab_kw), name=f"{fn.__module__}.{fn.__name__}")(run)  # type: ignore[no-any-return]
 
     return decorate
 

@@ -40,7 +40,9 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
         from tests.servers import postgres_available, start_postgres
 
         if not postgres_available():
-            pytest.fail("--db=postgresql needs the Debian postgresql package (make test installs it)")
+            pytest.fail(
+                "--db=postgresql needs the Debian postgresql package (make test installs it)"
+            )
         server = start_postgres()
         try:
             yield server.url
@@ -155,10 +157,22 @@ def make_user(app: Any) -> Callable[..., Any]:
     from helpdesk.models import Role
     from helpdesk.operations.users import create_user
 
-    def make(role: Role | str = "agent", email: str | None = None, name: str = "", password: str = "password123", **kw: Any) -> Any:
+    def make(
+        role: Role | str = "agent",
+        email: str | None = None,
+        name: str = "",
+        password: str = "password123",
+        **kw: Any,
+    ) -> Any:
         role = Role(role) if isinstance(role, str) else role
         email = email or f"{role.value}-{uuid.uuid4().hex[:6]}@example.test"
-        user = create_user(actor=Actor.system("test"), email=email, name=name or email.split("@")[0].title(), password=password, role=role)
+        user = create_user(
+            actor=Actor.system("test"),
+            email=email,
+            name=name or email.split("@")[0].title(),
+            password=password,
+            role=role,
+        )
         for key, value in kw.items():
             setattr(user, key, value)
         db.session.commit()
@@ -183,10 +197,14 @@ def make_contact(app: Any) -> Callable[..., Any]:
     from helpdesk.extensions import db
     from helpdesk.operations.contacts import create_contact
 
-    def make(name: str = "Ada Lovelace", email: str | None = None, phone: str | None = None, **kw: Any) -> Any:
+    def make(
+        name: str = "Ada Lovelace", email: str | None = None, phone: str | None = None, **kw: Any
+    ) -> Any:
         identities = []
         if email is not False:
-            identities.append(SenderIdentity(IdentityKind.EMAIL, email or f"c{uuid.uuid4().hex[:8]}@example.test"))
+            identities.append(
+                SenderIdentity(IdentityKind.EMAIL, email or f"c{uuid.uuid4().hex[:8]}@example.test")
+            )
         if phone:
             identities.append(SenderIdentity(IdentityKind.PHONE, phone))
         contact = create_contact(actor=Actor.system("test"), name=name, identities=identities, **kw)
@@ -202,8 +220,16 @@ def make_ticket(app: Any, make_contact: Callable[..., Any]) -> Callable[..., Any
     from helpdesk.extensions import db
     from helpdesk.operations.tickets import create_ticket
 
-    def make(contact: Any = None, channel: str = "email", subject: str = "Where is my order?", **kw: Any) -> Any:
-        ticket = create_ticket(contact or make_contact(), actor=Actor.system("test"), channel=channel, subject=subject, **kw)
+    def make(
+        contact: Any = None, channel: str = "email", subject: str = "Where is my order?", **kw: Any
+    ) -> Any:
+        ticket = create_ticket(
+            contact or make_contact(),
+            actor=Actor.system("test"),
+            channel=channel,
+            subject=subject,
+            **kw,
+        )
         db.session.commit()
         return ticket
 

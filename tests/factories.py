@@ -9,8 +9,8 @@ from channels.base import (
     IdentityKind,
     InboundAttachment,
     InboundMessage,
-    SendResult,
     SenderIdentity,
+    SendResult,
     ThreadingHints,
 )
 

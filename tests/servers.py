@@ -42,7 +42,18 @@ class Postgres:
     port: int
 
     def stop(self) -> None:
-        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "immediate", "-w", "stop"], self.directory)
+        _as_postgres(
+            [
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(self.directory / "data"),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+            self.directory,
+        )
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -67,17 +78,50 @@ def start_postgres(dbname: str = "rapport_test") -> Postgres:
         shutil.chown(directory / "pw", "postgres")
     port = free_port()
     _as_postgres(
-        [str(PG_BIN / "initdb"), "-D", str(directory / "data"), "-U", "postgres", "--pwfile", str(directory / "pw"),
-         "-A", "scram-sha-256", "--no-sync", "-E", "UTF8", "--locale", "C.UTF-8"],
+        [
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(directory / "data"),
+            "-U",
+            "postgres",
+            "--pwfile",
+            str(directory / "pw"),
+            "-A",
+            "scram-sha-256",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale",
+            "C.UTF-8",
+        ],
         directory,
     )
     options = f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     _as_postgres(
-        [str(PG_BIN / "pg_ctl"), "-D", str(directory / "data"), "-o", options, "-l", str(directory / "log"), "-w", "start"],
+        [
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(directory / "data"),
+            "-o",
+            options,
+            "-l",
+            str(directory / "log"),
+            "-w",
+            "start",
+        ],
         directory,
     )
     env = {**os.environ, "PGPASSWORD": password}
-    cmd = [str(PG_BIN.parent / "bin" / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", dbname]
+    cmd = [
+        str(PG_BIN.parent / "bin" / "createdb"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-U",
+        "postgres",
+        dbname,
+    ]
     subprocess.run(cmd, check=True, capture_output=True, env=env, timeout=30)
     return Postgres(
         url=f"postgresql+psycopg://postgres:{password}@127.0.0.1:{port}/{dbname}",
@@ -110,8 +154,21 @@ def start_redis() -> Redis:
     directory = Path(tempfile.mkdtemp(prefix="rrd"))
     port = free_port()
     process = subprocess.Popen(
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-         "--dir", str(directory), "--daemonize", "no"],
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+            "--daemonize",
+            "no",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

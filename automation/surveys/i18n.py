@@ -1,6 +1,6 @@
 """The customer-facing survey texts in every language we serve (en, el, hu, ar)."""
 
-# ruff: noqa: RUF001  (Greek letters are meant)
+
 
 from __future__ import annotations
 

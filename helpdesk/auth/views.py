@@ -32,7 +32,12 @@ class LoginForm(FlaskForm):
 
 
 def _safe_next(target: str | None) -> str:
-    if target and not urlsplit(target).netloc and target.startswith("/") and not target.startswith("//"):
+    if (
+        target
+        and not urlsplit(target).netloc
+        and target.startswith("/")
+        and not target.startswith("//")
+    ):
         return target
     return url_for("inbox.index")
 

@@ -45,6 +45,12 @@ from helpdesk.models import (
 )
 from helpdesk.operations.contacts import OperationError
 from helpdesk.operations.messages import Upload, add_note, reply_to_ticket
+from helpdesk.operations.saved_views import (
+    create_saved_view,
+    delete_saved_view,
+    get_visible_saved_view,
+    visible_saved_views,
+)
 from helpdesk.operations.tickets import (
     add_tags,
     assign_ticket,
@@ -72,12 +78,6 @@ from .forms import (
     new_idempotency_key,
 )
 from .queries import ListFilters
-from helpdesk.operations.saved_views import (
-    create_saved_view,
-    delete_saved_view,
-    get_visible_saved_view,
-    visible_saved_views,
-)
 
 bp = Blueprint("inbox", __name__)
 

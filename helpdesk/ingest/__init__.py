@@ -79,7 +79,9 @@ def ingest_message(msg: InboundMessage) -> IngestResult:
 
 def _find_duplicate(msg: InboundMessage) -> Message | None:
     return db.session.execute(
-        select(Message).where(Message.channel == msg.channel, Message.external_id == msg.external_id)
+        select(Message).where(
+            Message.channel == msg.channel, Message.external_id == msg.external_id
+        )
     ).scalar_one_or_none()
 
 

@@ -37,7 +37,9 @@ def find_contact(kind: IdentityKind, value: str) -> Contact | None:
     return db.session.execute(
         select(Contact)
         .join(ContactIdentity, ContactIdentity.contact_id == Contact.id)
-        .where(ContactIdentity.kind == kind, ContactIdentity.value == normalize_identity(kind, value))
+        .where(
+            ContactIdentity.kind == kind, ContactIdentity.value == normalize_identity(kind, value)
+        )
     ).scalar_one_or_none()
 
 
@@ -103,7 +105,7 @@ def update_contact(
     *,
     actor: Actor,
     name: str | None = None,
-    company_id: int | None | type[...] = ...,
+    company_id: int | type[...] | None = ...,
     locale: str | None = None,
     notes: str | None = None,
     attributes: dict[str, Any] | None = None,
@@ -182,7 +184,9 @@ def merge_contacts(source: Contact, target: Contact, *, actor: Actor) -> Contact
     if source.merged_into_id is not None:
         raise OperationError(f"contact #{source.id} was already merged")
     if target.merged_into_id is not None:
-        raise OperationError(f"contact #{target.id} was merged into #{target.merged_into_id}; merge into that one")
+        raise OperationError(
+            f"contact #{target.id} was merged into #{target.merged_into_id}; merge into that one"
+        )
     moved = {
         "identities": db.session.execute(
             update(ContactIdentity)

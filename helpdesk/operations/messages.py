@@ -194,7 +194,9 @@ def _notify_mentions(ticket: Ticket, message: Message, actor: Actor) -> None:
         if actor.is_user and actor.id == user.id:
             continue
         db.session.add(
-            Notification(user_id=user.id, kind="mention", ticket_id=ticket.id, message_id=message.id)
+            Notification(
+                user_id=user.id, kind="mention", ticket_id=ticket.id, message_id=message.id
+            )
         )
         events.on_commit(
             events.UserMentioned(

@@ -156,8 +156,8 @@ def assign_ticket(
     ticket: Ticket,
     *,
     actor: Actor,
-    assignee: User | None | type[...] = ...,
-    team: Team | None | type[...] = ...,
+    assignee: User | type[...] | None = ...,
+    team: Team | type[...] | None = ...,
 ) -> Ticket:
     """Assign to an agent and/or a team (``None`` unassigns; omitted leaves as is)."""
     changes: dict[str, Any] = {}
@@ -268,7 +268,9 @@ def set_ticket_attributes(ticket: Ticket, values: dict[str, Any], *, actor: Acto
     db.session.flush()
     audit.record("ticket.attributes_changed", actor=actor, ticket_id=ticket.id, old=old, new=merged)
     events.on_commit(
-        events.TicketUpdated(actor=actor, ticket_id=ticket.id, changes={"attributes": [old, merged]})
+        events.TicketUpdated(
+            actor=actor, ticket_id=ticket.id, changes={"attributes": [old, merged]}
+        )
     )
     return ticket
 

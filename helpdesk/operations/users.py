@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from sqlalchemy import func, select
 from flask import current_app
+from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
 from helpdesk.actors import Actor
@@ -31,7 +31,7 @@ SCOPES = (
     "loyalty:write",
     "activities:write",
 )
-TOKEN_PREFIX = "rpt_"
+TOKEN_PREFIX = "rpt_"  # noqa: S105  (a public prefix, not a secret)
 MIN_PASSWORD = 8
 
 
@@ -110,7 +110,9 @@ def update_user(
     return user
 
 
-def create_team(*, actor: Actor, name: str, members: list[User] | None = None, round_robin: bool = False) -> Team:
+def create_team(
+    *, actor: Actor, name: str, members: list[User] | None = None, round_robin: bool = False
+) -> Team:
     """Create a team of agents."""
     name = name.strip()
     if not name:
@@ -138,7 +140,12 @@ def create_api_token(*, actor: Actor, name: str, scopes: list[str]) -> tuple[Api
     if not scopes:
         raise OperationError("a token needs at least one scope")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken(name=name.strip() or "token", prefix=secret[:10], token_hash=hash_token(secret), scopes=sorted(scopes))
+    token = ApiToken(
+        name=name.strip() or "token",
+        prefix=secret[:10],
+        token_hash=hash_token(secret),
+        scopes=sorted(scopes),
+    )
     db.session.add(token)
     db.session.flush()
     audit.record("api_token.created", actor=actor, token_id=token.id, scopes=token.scopes)

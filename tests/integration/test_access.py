@@ -16,7 +16,8 @@ def test_every_endpoint_declares_a_role_or_that_it_is_public(app):
     undeclared = [
         rule.rule
         for rule in _rules(app)
-        if not is_public(app.view_functions[rule.endpoint]) and required_role(app.view_functions[rule.endpoint]) is None
+        if not is_public(app.view_functions[rule.endpoint])
+        and required_role(app.view_functions[rule.endpoint]) is None
     ]
     assert undeclared == []
 
@@ -29,7 +30,11 @@ def test_anonymous_visitors_are_sent_to_sign_in_or_refused(app, client):
             continue
         url = rule.rule
         for arg in rule.arguments:
-            url = url.replace(f"<int:{arg}>", "1").replace(f"<{arg}>", "x").replace(f"<path:{arg}>", "x")
+            url = (
+                url.replace(f"<int:{arg}>", "1")
+                .replace(f"<{arg}>", "x")
+                .replace(f"<path:{arg}>", "x")
+            )
         response = client.get(url)
         assert response.status_code in (302, 401, 403), f"{url} answered {response.status_code}"
         if response.status_code == 302:
@@ -50,7 +55,11 @@ def test_an_undeclared_view_is_refused_by_default(app, client, make_user, login)
 
 @pytest.mark.parametrize("role", [Role.READ_ONLY, Role.AGENT])
 def test_non_admins_cannot_reach_admin_pages(app, client, make_user, login, role):
-    admin_rules = [r for r in _rules(app) if r.rule.startswith("/admin") and "GET" in r.methods and not r.arguments]
+    admin_rules = [
+        r
+        for r in _rules(app)
+        if r.rule.startswith("/admin") and "GET" in r.methods and not r.arguments
+    ]
     login(make_user(role))
     for rule in admin_rules:
         assert client.get(rule.rule).status_code == 403, rule.rule
@@ -66,6 +75,8 @@ def test_wrong_password_is_refused_without_saying_which_part_was_wrong(client, m
 
 def test_sign_in_does_not_redirect_to_another_site(client, make_user):
     user = make_user("agent")
-    response = client.post("/login?next=https://evil.example/", data={"email": user.email, "password": "password123"})
+    response = client.post(
+        "/login?next=https://evil.example/", data={"email": user.email, "password": "password123"}
+    )
     assert response.status_code == 302
     assert response.location.startswith("/")

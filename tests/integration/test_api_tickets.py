@@ -1,6 +1,6 @@
 """API conversations: POST /messages, and reading, changing and replying to tickets."""
 
-# ruff: noqa: RUF001  (Greek capitals in test data are meant)
+
 
 from __future__ import annotations
 

@@ -49,7 +49,9 @@ def test_nothing_is_sent_when_the_transaction_rolls_back(make_ticket, agent, rec
     assert db.session.query(Message).filter_by(direction="outbound").count() == 0
 
 
-def test_first_reply_sets_first_response_and_opens_a_new_ticket(make_ticket, agent, recording_channel):
+def test_first_reply_sets_first_response_and_opens_a_new_ticket(
+    make_ticket, agent, recording_channel
+):
     ticket = make_ticket()
     reply(ticket, agent)
     assert ticket.first_response_at is not None
@@ -70,7 +72,9 @@ def test_double_submitted_reply_is_stored_and_sent_once(make_ticket, agent, reco
     assert len(recording_channel.sent) == 1
 
 
-def test_a_second_delivery_job_for_the_same_message_sends_nothing(make_ticket, agent, recording_channel):
+def test_a_second_delivery_job_for_the_same_message_sends_nothing(
+    make_ticket, agent, recording_channel
+):
     ticket = make_ticket()
     message = reply(ticket, agent)
     assert run(deliver_message, message.id) == "skipped"
@@ -89,7 +93,9 @@ def test_temporary_failure_is_retried_with_backoff_then_sent(make_ticket, agent,
     assert message.status is DeliveryStatus.SENT and message.error is None
 
 
-def test_permanent_failure_is_recorded_on_the_message_without_retry(make_ticket, agent, recording_channel):
+def test_permanent_failure_is_recorded_on_the_message_without_retry(
+    make_ticket, agent, recording_channel
+):
     recording_channel.fail_with = PermanentDeliveryError("550 no such user")
     message = reply(make_ticket(), agent)
     assert message.status is DeliveryStatus.FAILED
@@ -120,7 +126,9 @@ def test_sweep_requeues_a_reply_whose_job_was_lost(make_ticket, agent, recording
     assert message.status is DeliveryStatus.SENT
 
 
-def test_sweep_flags_an_interrupted_send_instead_of_sending_twice(make_ticket, agent, recording_channel):
+def test_sweep_flags_an_interrupted_send_instead_of_sending_twice(
+    make_ticket, agent, recording_channel
+):
     recording_channel.supports_idempotent_retry = False
     message = reply(make_ticket(), agent)
     message.status = DeliveryStatus.SENDING  # as if the worker died mid-send

@@ -22,14 +22,26 @@ def test_seed_demo_creates_tickets_in_every_status_and_runs_once(runner):
 
 
 def test_create_user_command_refuses_a_short_password(runner):
-    result = runner.invoke(args=["create-user", "--email", "a@b.test", "--password", "short", "--role", "admin"])
+    result = runner.invoke(
+        args=["create-user", "--email", "a@b.test", "--password", "short", "--role", "admin"]
+    )
     assert result.exit_code != 0
     assert "at least 8" in result.output
     assert db.session.scalar(select(func.count(User.id))) == 0
 
 
 def test_create_user_command_creates_an_admin_with_a_hashed_password(runner):
-    result = runner.invoke(args=["create-user", "--email", "Boss@B.test", "--password", "long-enough", "--role", "admin"])
+    result = runner.invoke(
+        args=[
+            "create-user",
+            "--email",
+            "Boss@B.test",
+            "--password",
+            "long-enough",
+            "--role",
+            "admin",
+        ]
+    )
     assert result.exit_code == 0, result.output
     user = db.session.scalars(select(User)).one()
     assert user.email == "boss@b.test" and user.role.value == "admin"

@@ -1,6 +1,6 @@
 """CSV imports of contacts and orders: good rows in, bad rows reported, nothing half-written."""
 
-# ruff: noqa: RUF001  (Greek capitals in test data are meant)
+
 
 from __future__ import annotations
 

@@ -46,7 +46,9 @@ def test_same_external_id_twice_is_stored_once(app):
 
 def test_same_external_id_on_another_channel_is_not_a_duplicate(app):
     ingest_message(inbound(external_id="42"))
-    ingest_message(inbound(external_id="42", channel="sms", kind=IdentityKind.PHONE, sender="+3612345678"))
+    ingest_message(
+        inbound(external_id="42", channel="sms", kind=IdentityKind.PHONE, sender="+3612345678")
+    )
     db.session.commit()
     assert count(Message) == 2
 
@@ -84,7 +86,10 @@ def test_reply_quoting_stored_message_id_joins_the_ticket(app):
     first = ingest_message(inbound(threading=ThreadingHints(message_id="m1@example.test")))
     db.session.commit()
     follow = ingest_message(
-        inbound("And another thing", threading=ThreadingHints(message_id="m2@x", references=("m1@example.test",)))
+        inbound(
+            "And another thing",
+            threading=ThreadingHints(message_id="m2@x", references=("m1@example.test",)),
+        )
     )
     db.session.commit()
     assert follow.ticket.id == first.ticket.id
@@ -94,8 +99,12 @@ def test_reply_quoting_stored_message_id_joins_the_ticket(app):
 def test_signed_token_threads_but_forged_token_does_not(app):
     first = ingest_message(inbound())
     db.session.commit()
-    good = ingest_message(inbound(threading=ThreadingHints(ticket_token=ticket_token(first.ticket.id))))
-    forged = ingest_message(inbound(threading=ThreadingHints(ticket_token=f"{first.ticket.id}-aaaaaaaaaa")))
+    good = ingest_message(
+        inbound(threading=ThreadingHints(ticket_token=ticket_token(first.ticket.id)))
+    )
+    forged = ingest_message(
+        inbound(threading=ThreadingHints(ticket_token=f"{first.ticket.id}-aaaaaaaaaa"))
+    )
     db.session.commit()
     assert good.ticket.id == first.ticket.id
     assert forged.ticket.id != first.ticket.id
@@ -114,11 +123,17 @@ def test_subject_number_is_accepted_only_from_the_tickets_contact(app):
 
 def test_participant_may_reply_by_subject_number(app):
     first = ingest_message(
-        inbound(sender="owner@example.test", participants=(SenderIdentity(IdentityKind.EMAIL, "Colleague@Example.test"),))
+        inbound(
+            sender="owner@example.test",
+            participants=(SenderIdentity(IdentityKind.EMAIL, "Colleague@Example.test"),),
+        )
     )
     db.session.commit()
     reply = ingest_message(
-        inbound(sender="colleague@example.test", threading=ThreadingHints(subject_ticket_number=first.ticket.id))
+        inbound(
+            sender="colleague@example.test",
+            threading=ThreadingHints(subject_ticket_number=first.ticket.id),
+        )
     )
     db.session.commit()
     assert reply.ticket.id == first.ticket.id
@@ -156,7 +171,9 @@ def test_reply_to_recently_closed_ticket_reopens_it(app):
 def test_reply_to_long_closed_ticket_opens_a_linked_follow_up(app):
     first = ingest_message(inbound(threading=ThreadingHints(message_id="old@x")))
     close_ticket(first.ticket, actor=Actor.system())
-    first.ticket.closed_at = first.ticket.closed_at - timedelta(days=app.config["RAPPORT_REOPEN_DAYS"] + 1)
+    first.ticket.closed_at = first.ticket.closed_at - timedelta(
+        days=app.config["RAPPORT_REOPEN_DAYS"] + 1
+    )
     db.session.commit()
     reply = ingest_message(inbound(threading=ThreadingHints(in_reply_to=("old@x",))))
     db.session.commit()
@@ -169,7 +186,11 @@ def test_auto_reply_never_reopens_a_solved_ticket(app):
     first = ingest_message(inbound(threading=ThreadingHints(message_id="s@x")))
     solve_ticket(first.ticket, actor=Actor.system())
     db.session.commit()
-    auto = ingest_message(inbound("I am out of office", is_auto_reply=True, threading=ThreadingHints(in_reply_to=("s@x",))))
+    auto = ingest_message(
+        inbound(
+            "I am out of office", is_auto_reply=True, threading=ThreadingHints(in_reply_to=("s@x",))
+        )
+    )
     db.session.commit()
     assert auto.ticket.id == first.ticket.id
     assert auto.ticket.status is TicketStatus.SOLVED
@@ -199,8 +220,16 @@ def test_attachments_are_stored_by_content_hash_and_inline_cids_rewritten(app):
         inbound(
             html='<p><img src="cid:logo@x"></p>',
             attachments=(
-                InboundAttachment("logo.png", "image/png", png, content_id="logo@x", is_inline=True),
-                InboundAttachment("huge.iso", "application/octet-stream", b"", skipped_reason="too large", size=10**9),
+                InboundAttachment(
+                    "logo.png", "image/png", png, content_id="logo@x", is_inline=True
+                ),
+                InboundAttachment(
+                    "huge.iso",
+                    "application/octet-stream",
+                    b"",
+                    skipped_reason="too large",
+                    size=10**9,
+                ),
             ),
         )
     )
@@ -230,11 +259,14 @@ def test_events_fire_only_after_commit_and_not_after_rollback(app):
         events.message_received.disconnect(listener)
 
 
-@pytest.mark.parametrize("kind,raw,stored", [
-    (IdentityKind.EMAIL, " Ada@Example.TEST ", "ada@example.test"),
-    (IdentityKind.PHONE, "+36 (1) 234-5678", "+3612345678"),
-    (IdentityKind.WHATSAPP, "whatsapp:+36 1 234 5678", "+3612345678"),
-])
+@pytest.mark.parametrize(
+    "kind,raw,stored",
+    [
+        (IdentityKind.EMAIL, " Ada@Example.TEST ", "ada@example.test"),
+        (IdentityKind.PHONE, "+36 (1) 234-5678", "+3612345678"),
+        (IdentityKind.WHATSAPP, "whatsapp:+36 1 234 5678", "+3612345678"),
+    ],
+)
 def test_identities_are_normalised_so_one_person_is_one_contact(app, kind, raw, stored):
     a = ingest_message(inbound(channel="x", kind=kind, sender=raw))
     b = ingest_message(inbound(channel="x", kind=kind, sender=stored))

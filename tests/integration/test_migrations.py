@@ -56,7 +56,9 @@ def test_upgrade_from_empty_matches_the_models(migrated_app):
             conn,
             opts={
                 "compare_type": True,
-                "include_name": lambda name, type_, _: not (type_ in ("table", "index") and is_search_table(name)),
+                "include_name": lambda name, type_, _: (
+                    not (type_ in ("table", "index") and is_search_table(name))
+                ),
             },
         )
         diff = compare_metadata(context, db.metadata)

@@ -35,13 +35,19 @@ def redis_url():
 def _python(code: str, env: dict[str, str], timeout: float = 60) -> str:
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
 
-def test_with_redis_url_jobs_go_to_redis_and_a_separate_consumer_delivers_them(redis_url, database_url):
+def test_with_redis_url_jobs_go_to_redis_and_a_separate_consumer_delivers_them(
+    redis_url, database_url
+):
     if not database_url.startswith("postgresql"):
         # SQLite works across processes too; a fresh file keeps this test independent of the session DB.
         database_url = f"sqlite:///{tempfile.mkdtemp(prefix='rscaled')}/scaled.db"
@@ -77,8 +83,21 @@ def test_with_redis_url_jobs_go_to_redis_and_a_separate_consumer_delivers_them(r
     assert status == "queued"  # nothing ran it in this process
 
     consumer = subprocess.Popen(
-        [sys.executable, "-m", "huey.bin.huey_consumer", "wsgi.huey", "--workers", "1", "--worker-type", "thread", "--no-periodic"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "huey.bin.huey_consumer",
+            "wsgi.huey",
+            "--workers",
+            "1",
+            "--worker-type",
+            "thread",
+            "--no-periodic",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         engine = create_engine(database_url)
@@ -86,7 +105,9 @@ def test_with_redis_url_jobs_go_to_redis_and_a_separate_consumer_delivers_them(r
         status = ""
         while time.monotonic() < deadline:
             with engine.connect() as conn:
-                status = conn.execute(text("SELECT status FROM messages WHERE id = :id"), {"id": int(message_id)}).scalar_one()
+                status = conn.execute(
+                    text("SELECT status FROM messages WHERE id = :id"), {"id": int(message_id)}
+                ).scalar_one()
             if status == "sent":
                 break
             time.sleep(0.2)

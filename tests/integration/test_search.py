@@ -1,6 +1,6 @@
 """Full-text search over tickets and contacts, on SQLite FTS5 and PostgreSQL alike."""
 
-# ruff: noqa: RUF001  (Greek capitals in test data are meant)
+
 
 from __future__ import annotations
 

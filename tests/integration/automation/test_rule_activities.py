@@ -18,7 +18,9 @@ def app(app):
 
 @pytest.fixture
 def token(app):
-    _, secret = create_api_token(actor=Actor.system("test"), name="shop", scopes=["activities:write"])
+    _, secret = create_api_token(
+        actor=Actor.system("test"), name="shop", scopes=["activities:write"]
+    )
     db.session.commit()
     return {"Authorization": f"Bearer {secret}"}
 

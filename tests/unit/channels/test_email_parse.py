@@ -1,7 +1,6 @@
 """Hand-written mails for the cases real inboxes throw at the email parser."""
 
 # Greek and Arabic letters that look like Latin ones are the point of these tests.
-# ruff: noqa: RUF001
 
 from __future__ import annotations
 
