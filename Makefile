@@ -16,7 +16,9 @@ PORT ?= 5000
 TEST_PACKAGES := postgresql redis-server chromium dovecot-imapd
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: run test test-fast test-sqlite test-postgres bench lint format venv assets system-deps migrate clean
+MO_STAMP := helpdesk/translations/.compiled
+
+.PHONY: run test translations extract test-fast test-sqlite test-postgres bench lint format venv assets system-deps migrate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +35,19 @@ $(VENDOR_STAMP): package.json package-lock.json
 
 assets: $(VENDOR_STAMP)
 
+$(MO_STAMP): $(wildcard helpdesk/translations/*/LC_MESSAGES/messages.po) | $(STAMP)
+	$(VENV)/bin/pybabel compile -q -d helpdesk/translations
+	touch $(MO_STAMP)
+
+translations: $(MO_STAMP)
+
+## extract: refresh the message catalogue and merge it into el, hu and ar
+extract: venv
+	$(VENV)/bin/pybabel extract -q -F babel.cfg -k _l -k lazy_gettext -o helpdesk/translations/messages.pot .
+	$(VENV)/bin/pybabel update -q -i helpdesk/translations/messages.pot -d helpdesk/translations
+
 ## run: set up, migrate, seed the demo once, serve on http://127.0.0.1:5000
-run: venv assets
+run: venv assets translations
 	$(FLASK) db upgrade
 	$(FLASK) seed-demo
 	$(FLASK) run --host $(HOST) --port $(PORT) --with-threads
@@ -52,10 +65,10 @@ system-deps:
 ## test: the whole suite on SQLite, then everything that touches the database again on PostgreSQL
 test: venv assets system-deps lint test-sqlite test-postgres
 
-test-sqlite: venv assets
+test-sqlite: venv assets translations
 	$(PYTEST) -q tests
 
-test-postgres: venv system-deps
+test-postgres: venv system-deps translations
 	$(PYTEST) -q --db=postgresql -m "not browser" tests/integration
 
 ## test-fast: no real servers, no browser (for a quick loop while coding)
