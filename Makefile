@@ -36,8 +36,9 @@ $(VENDOR_STAMP): package.json package-lock.json
 assets: $(VENDOR_STAMP)
 
 $(MO_STAMP): $(wildcard helpdesk/translations/*/LC_MESSAGES/messages.po) | $(STAMP)
-	$(VENV)/bin/pybabel compile -q -d helpdesk/translations
-	touch $(MO_STAMP)
+	@if ls helpdesk/translations/*/LC_MESSAGES/messages.po >/dev/null 2>&1; then \
+	  $(VENV)/bin/pybabel compile -q -d helpdesk/translations; fi
+	@mkdir -p helpdesk/translations && touch $(MO_STAMP)
 
 translations: $(MO_STAMP)
 
