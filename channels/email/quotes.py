@@ -14,7 +14,7 @@ _WROTE = r"(?:wrote|writes|schrieb|a écrit|escribió|ha scritto|schreef|escreve
 # Words an attribution line starts with: "On …", "Am …", "Στις …", "في …", or a date.
 _OPENERS = (
     *("On", "Am", "Le", "El", "Il", "Op", "Em", "Den", "W dniu"),
-    *("Στις", "Ο χρήστης", "Η χρήστρια"),  # noqa: RUF001 - Greek letters, not Latin look-alikes
+    *("Στις", "Ο χρήστης", "Η χρήστρια"),
     "\u200f?في",
     r"\d{1,4}[./-]",
 )
