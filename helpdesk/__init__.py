@@ -36,7 +36,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     _register_channels()
 
     import automation
+    from channels.email import init_app as init_email
 
+    init_email(app)
     automation.init_app(app)
 
     from helpdesk import cli, jobs

@@ -5,6 +5,7 @@ from .audit import AuditEvent, Notification
 from .contacts import Company, Contact, ContactIdentity, CustomAttribute
 from .messages import Attachment, DeliveryStatus, Direction, Message
 from .orders import Order, OrderStatus
+from .quarantine import QuarantinedItem
 from .tickets import (
     CannedResponse,
     Priority,
@@ -33,6 +34,7 @@ __all__ = [
     "Order",
     "OrderStatus",
     "Priority",
+    "QuarantinedItem",
     "Role",
     "SavedView",
     "Tag",
