@@ -1,7 +1,5 @@
 """The customer-facing survey texts in every language we serve (en, el, hu, ar)."""
 
-
-
 from __future__ import annotations
 
 LANGUAGES = ("en", "el", "hu", "ar")

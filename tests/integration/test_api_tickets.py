@@ -1,7 +1,5 @@
 """API conversations: POST /messages, and reading, changing and replying to tickets."""
 
-
-
 from __future__ import annotations
 
 import pytest

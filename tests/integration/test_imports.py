@@ -1,7 +1,5 @@
 """CSV imports of contacts and orders: good rows in, bad rows reported, nothing half-written."""
 
-
-
 from __future__ import annotations
 
 import io

@@ -1,7 +1,5 @@
 """Full-text search over tickets and contacts, on SQLite FTS5 and PostgreSQL alike."""
 
-
-
 from __future__ import annotations
 
 import pytest
