@@ -78,6 +78,7 @@ test-fast: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 format: venv
 	$(VENV)/bin/ruff format .
