@@ -15,3 +15,7 @@ def init_app(app: Flask) -> None:
     incentives.init_app(app)
     loyalty.init_app(app)
     shop.init_app(app)
+
+    from automation.shop.openapi import register as describe_api
+
+    describe_api()
