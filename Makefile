@@ -37,15 +37,15 @@ assets: $(VENDOR_STAMP)
 
 $(MO_STAMP): $(wildcard helpdesk/translations/*/LC_MESSAGES/messages.po) | $(STAMP)
 	@if ls helpdesk/translations/*/LC_MESSAGES/messages.po >/dev/null 2>&1; then \
-	  $(VENV)/bin/pybabel compile -q -d helpdesk/translations; fi
+	  $(VENV)/bin/pybabel --quiet compile -d helpdesk/translations; fi
 	@mkdir -p helpdesk/translations && touch $(MO_STAMP)
 
 translations: $(MO_STAMP)
 
 ## extract: refresh the message catalogue and merge it into el, hu and ar
 extract: venv
-	$(VENV)/bin/pybabel extract -q -F babel.cfg -k _l -k lazy_gettext -o helpdesk/translations/messages.pot .
-	$(VENV)/bin/pybabel update -q -i helpdesk/translations/messages.pot -d helpdesk/translations
+	$(VENV)/bin/pybabel --quiet extract -F babel.cfg -k _l -k lazy_gettext -o helpdesk/translations/messages.pot .
+	$(VENV)/bin/pybabel --quiet update -i helpdesk/translations/messages.pot -d helpdesk/translations
 
 ## run: set up, migrate, seed the demo once, serve on http://127.0.0.1:5000
 run: venv assets translations
