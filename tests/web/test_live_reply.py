@@ -57,7 +57,9 @@ def test_reply_and_presence_appear_live_for_the_other_agent(live_server, browser
 
         open_ticket(bob, live_server, "?lang=ar")
         assert bob.locator("html").get_attribute("dir") == "rtl"
-        expect(bob.locator("#presence")).to_have_text("Alice Agent is viewing", timeout=10_000)
+        # The marker is translated; the name stays as the agent wrote it.
+        expect(bob.locator("#presence")).to_have_text("يشاهدها Alice Agent", timeout=10_000)
+        expect(bob.locator("#tab-reply")).not_to_contain_text("Reply")
         bob.screenshot(path=str(screenshots / "live_reply_rtl.png"))
     finally:
         for context in contexts:
