@@ -39,6 +39,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from channels.email import init_app as init_email
 
     init_email(app)
+    from helpdesk.portal import init_app as init_portal
+
+    init_portal(app)
     automation.init_app(app)
 
     from helpdesk import cli, jobs
