@@ -81,7 +81,8 @@ def job(*, retries: int = 0, retry_delay: int = 0, priority: int | None = None) 
             retries=retries,
             retry_delay=retry_delay,
             priority=priority,
-            name=f"{fn.__module__}.{fn.__name__}",
+            # Huey prefixes the module itself (taken from the wrapped function).
+            name=fn.__name__,
         )(run)
         return task  # type: ignore[no-any-return]
 
@@ -103,7 +104,7 @@ def periodic(**crontab_kw: str) -> Callable[[F], F]:
                 finally:
                     db.session.remove()
 
-        return huey.periodic_task(crontab(**crontab_kw), name=f"{fn.__module__}.{fn.__name__}")(run)  # type: ignore[no-any-return]
+        return huey.periodic_task(crontab(**crontab_kw), name=fn.__name__)(run)  # type: ignore[no-any-return]
 
     return decorate
 
