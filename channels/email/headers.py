@@ -29,13 +29,14 @@ def raw_header(msg: Message, name: str) -> str | None:
         items = msg.raw_items() if hasattr(msg, "raw_items") else msg.items()
         for key, value in items:
             if str(key).lower() == wanted:
-                return _unfold(str(value))
+                return unfold(str(value))
     except Exception:  # a broken header must not sink the message
         return None
     return None
 
 
-def _unfold(value: str) -> str:
+def unfold(value: str) -> str:
+    """Join a folded raw header value into one line."""
     value = _FOLD.sub("", value.rstrip("\r\n"))
     return value.replace("\r", "").replace("\n", " ")
 
@@ -48,7 +49,7 @@ def raw_headers(msg: Message, name: str) -> list[str]:
         items = msg.raw_items() if hasattr(msg, "raw_items") else msg.items()
         for key, value in items:
             if str(key).lower() == wanted:
-                values.append(_unfold(str(value)))
+                values.append(unfold(str(value)))
     except Exception:
         return values
     return values

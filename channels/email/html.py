@@ -141,10 +141,18 @@ _QUOTE_START_IDS = frozenset(
 _LINK_SCHEMES = ("http://", "https://", "mailto:", "tel:")
 
 
+_WHITESPACE = re.compile(r"\s+")
+
+
+class _FoundText(BaseException):
+    """Stops ``has_text`` at the first visible character (not an error, so no Exception)."""
+
+
 class _TextExtractor(HTMLParser):
-    def __init__(self, *, drop_quotes: bool) -> None:
+    def __init__(self, *, drop_quotes: bool, stop_at_text: bool = False) -> None:
         super().__init__(convert_charrefs=True)
         self.drop_quotes = drop_quotes
+        self.stop_at_text = stop_at_text
         self.out: list[str] = []
         # Open elements: (tag, hides its content, output index, href)
         self.stack: list[tuple[str, bool, int, str | None]] = []
@@ -184,8 +192,7 @@ class _TextExtractor(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if self.stopped:
             return
-        names = [entry[0] for entry in self.stack]
-        if tag not in names:
+        if not any(entry[0] == tag for entry in self.stack):
             return
         while self.stack:
             name, hides, start, href = self.stack.pop()
@@ -206,12 +213,14 @@ class _TextExtractor(HTMLParser):
         if self.stopped:
             return
         if self.pre_depth == 0:
-            data = re.sub(r"\s+", " ", data)
+            data = _WHITESPACE.sub(" ", data)
         self._emit(data)
 
     def _emit(self, text: str) -> None:
         if self.hidden_depth == 0 and not self.stopped:
             self.out.append(text)
+            if self.stop_at_text and text.strip():
+                raise _FoundText
 
     def _break(self, count: int) -> None:
         self._emit("\n" * count)
@@ -245,6 +254,19 @@ def html_to_text(html: str, *, drop_quotes: bool = False) -> str:
         parser.feed(html)
         parser.close()
     return _tidy("".join(parser.out))
+
+
+def has_text(html: str) -> bool:
+    """Tell whether ``html_to_text(html)`` would be non-blank, stopping at the first text."""
+    parser = _TextExtractor(drop_quotes=False, stop_at_text=True)
+    try:
+        # On broken markup decide on what was extracted so far, as html_to_text does.
+        with suppress(Exception):
+            parser.feed(html)
+            parser.close()
+    except _FoundText:
+        return True
+    return bool(_tidy("".join(parser.out)))
 
 
 def _tidy(text: str) -> str:

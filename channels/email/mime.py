@@ -6,13 +6,53 @@ import binascii
 import re
 from collections.abc import Iterator
 from contextlib import suppress
+from email import policy
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import Message
+from functools import lru_cache
 
 from channels.email.headers import decode_words, raw_header
 
 # Bounds against hostile nesting and part bombs; real mail stays far below them.
 MAX_DEPTH = 40
 MAX_PARTS = 2000
+
+# Header values longer than this are parsed on every access instead of being cached.
+_CACHED_HEADER_CHARS = 4096
+
+
+class _ReusingHeaderRegistry(HeaderRegistry):
+    """``policy.default``'s header factory without its two per-access costs.
+
+    The stdlib builds a new header class with ``type()`` and parses the value
+    again on every ``msg.get()``; ``get_content_type`` alone is called several
+    times per part by the parser and by us. Header objects are immutable
+    values, so one parse per distinct (name, value) gives the same results.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+        self._parse = lru_cache(maxsize=2048)(self._build)
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+    def __call__(self, name: str, value: str) -> BaseHeader:
+        if type(value) is str and len(value) <= _CACHED_HEADER_CHARS:
+            return self._parse(name, value)  # type: ignore[no-any-return]
+        return self._build(name, value)
+
+    def _build(self, name: str, value: str) -> BaseHeader:
+        return self[name](name, value)  # type: ignore[no-any-return]
+
+
+#: ``policy.default`` with a header factory that reuses parsed headers.
+POLICY = policy.default.clone(header_factory=_ReusingHeaderRegistry())
 
 _UUENCODED = re.compile(
     r"^begin [0-7]{3,4} ([^\r\n]+)\r?\n(.*?)^end[ \t]*$\r?\n?", re.MULTILINE | re.DOTALL

@@ -15,7 +15,6 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email import policy
 from email.message import Message
 from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
@@ -32,13 +31,15 @@ from channels.email import filters, mime
 from channels.email.charsets import decode_text, html_meta_charset
 from channels.email.headers import (
     addresses,
+    decode_words,
     display_name_only,
     header_text,
     message_ids,
     raw_header,
     raw_headers,
+    unfold,
 )
-from channels.email.html import html_to_text, sanitize_html
+from channels.email.html import has_text, html_to_text, sanitize_html
 from channels.email.quotes import split_reply
 
 log = logging.getLogger(__name__)
@@ -144,15 +145,21 @@ class _Bodies:
 
 
 def _parse(raw: bytes, max_attachment_bytes: int) -> InboundMessage:
-    msg = BytesParser(policy=policy.default).parsebytes(raw)
+    msg = BytesParser(policy=mime.POLICY).parsebytes(raw)
     bodies = _collect_bodies(msg)
     charset_hint = _charset_hint(msg)
 
     raw_html = "\n".join(bodies.html) if bodies.html else None
-    html_text = html_to_text(raw_html) if raw_html is not None else ""
-    if raw_html is not None and not html_text.strip() and "<img" not in raw_html.lower():
-        raw_html = None  # an empty HTML alternative carries nothing to show
     plain = "\n".join(bodies.plain)
+    # The HTML's text is needed only without a plain part; otherwise it is enough
+    # to know whether the HTML shows any text at all.
+    html_text = html_to_text(raw_html) if raw_html is not None and not bodies.plain else ""
+    if (
+        raw_html is not None
+        and not (html_text.strip() if not bodies.plain else has_text(raw_html))
+        and "<img" not in raw_html.lower()
+    ):
+        raw_html = None  # an empty HTML alternative carries nothing to show
     text = plain if bodies.plain else html_text
 
     if bodies.plain:
@@ -386,12 +393,27 @@ def _ticket_token(
     return None
 
 
+_METADATA_NAMES = {name.lower(): name for name in _METADATA_HEADERS}
+
+
 def _metadata(msg: Message) -> dict[str, object]:
     headers: dict[str, str] = {}
+    # One pass over the headers instead of one per name; the first value of each wins.
+    first: dict[str, str] = {}
+    try:
+        for key, value in msg.raw_items():
+            name = _METADATA_NAMES.get(str(key).lower())
+            if name is not None and name not in first:
+                first[name] = str(value)
+    except Exception:  # a broken header: read them one by one, as header_text does
+        first = {}
+        for name in _METADATA_HEADERS:
+            raw = raw_header(msg, name)
+            if raw is not None:
+                first[name] = raw
     for name in _METADATA_HEADERS:
-        value = header_text(msg, name)
-        if value is not None:
-            headers[name] = value[:500]
+        if name in first:
+            headers[name] = decode_words(unfold(first[name]).strip())[:500]
     return {
         "content_type": mime.content_type(msg),
         "from": [address for _, address in addresses(msg, "From")],

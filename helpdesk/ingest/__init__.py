@@ -58,11 +58,10 @@ class IngestResult:
 
 def ingest_message(msg: InboundMessage) -> IngestResult:
     """Store ``msg`` exactly once on the right ticket; the caller commits."""
-    existing = _find_duplicate(msg)
-    if existing is not None:
-        return IngestResult(message=existing, ticket=existing.ticket, is_duplicate=True)
-    # A concurrent ingest of the same message, or of the same new contact, loses
-    # at a unique constraint; the savepoint lets us look again instead of failing.
+    # No lookup first: the unique constraint on (channel, external_id) finds a
+    # duplicate, whether it was stored long ago or by a concurrent ingest, and
+    # the savepoint lets us look it up then instead of failing. The same goes
+    # for a concurrent ingest of the same new contact.
     for attempt in range(3):
         try:
             with db.session.begin_nested():
@@ -201,13 +200,14 @@ def _append(ticket: Ticket, contact: Contact, msg: InboundMessage, *, unread: bo
     db.session.add(message)
     for item in msg.attachments:
         message.attachments.append(_attachment(item))
-    db.session.flush()
-    if message.html and "cid:" in message.html:
-        message.html = _rewrite_cids(message.html, message.attachments)
+    # Before the flush, so the ticket's update goes out with the message insert.
     if not msg.is_auto_reply and not msg.is_bounce:
         ticket.last_activity_at = now
         ticket.is_unread = unread or ticket.is_unread
     ticket.updated_at = now
+    db.session.flush()
+    if message.html and "cid:" in message.html:
+        message.html = _rewrite_cids(message.html, message.attachments)
     return message
 
 

@@ -78,10 +78,13 @@ def by_stored_message_id(msg: InboundMessage, contact: Contact) -> Ticket | None
     ids = [i for i in dict.fromkeys(ids) if i]
     if not ids:
         return None
+    # The tickets come with the ids, so get_ticket finds them in the session.
     rows = db.session.execute(
-        select(Message.rfc_message_id, Message.ticket_id).where(Message.rfc_message_id.in_(ids))
+        select(Message.rfc_message_id, Ticket)
+        .join(Ticket, Ticket.id == Message.ticket_id)
+        .where(Message.rfc_message_id.in_(ids))
     ).all()
-    found = {row.rfc_message_id: row.ticket_id for row in rows}
+    found = {row[0]: row[1].id for row in rows}
     for message_id in ids:
         if message_id in found:
             return get_ticket(found[message_id])
