@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from flask import current_app
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from helpdesk.actors import Actor
 from helpdesk.extensions import db
@@ -107,15 +111,47 @@ def enabled_rules(trigger_type: str) -> list[RuleRef]:
     return [RuleRef(*row) for row in rows]
 
 
-def has_enabled_rules(trigger_type: str) -> bool:
-    return (
-        db.session.scalar(
-            select(Rule.id)
-            .where(Rule.trigger_type == trigger_type, Rule.is_enabled.is_(True))
-            .limit(1)
+#: How long another process may act on a stale list of triggers after a rule is
+#: switched on or off; this process forgets at once (``forget_enabled_triggers``).
+ENABLED_TRIGGERS_TTL = 5.0
+_CACHE_KEY = "rapport.enabled_rule_triggers"
+
+
+def enabled_triggers() -> frozenset[str]:
+    """The trigger types that have at least one enabled rule, cached briefly per app.
+
+    Every event asks this; without the cache each one cost a transaction of its
+    own (on SQLite a write lock) even when no rule exists at all.
+    """
+    cache = current_app.extensions.setdefault(_CACHE_KEY, {})
+    now = time.monotonic()
+    if cache.get("until", 0.0) < now:
+        cache["triggers"] = frozenset(
+            db.session.scalars(
+                select(Rule.trigger_type).where(Rule.is_enabled.is_(True)).distinct()
+            )
         )
-        is not None
-    )
+        cache["until"] = now + ENABLED_TRIGGERS_TTL
+    return cache["triggers"]  # type: ignore[no-any-return]
+
+
+def forget_enabled_triggers() -> None:
+    """Drop the cached trigger list now and again once this transaction commits."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app.extensions.pop(_CACHE_KEY, None)
+    # A lookup between now and the commit would cache the old state; forget it then too.
+    db.session.info[_CACHE_KEY] = app
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _forget_after_commit(session: Session) -> None:
+    app = session.info.pop(_CACHE_KEY, None)
+    if app is not None:
+        app.extensions.pop(_CACHE_KEY, None)
+
+
+def has_enabled_rules(trigger_type: str) -> bool:
+    return trigger_type in enabled_triggers()
 
 
 def _evaluate(compiled: CompiledRule, facts: Facts) -> list[dict[str, Any]] | None:

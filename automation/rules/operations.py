@@ -13,6 +13,7 @@ from helpdesk.extensions import db
 from helpdesk.models import Team, User, utcnow
 from helpdesk.operations import audit
 
+from .engine import forget_enabled_triggers
 from .models import Rule, RuleVersion
 from .schema import RuleValidationError, validate_rule
 
@@ -87,6 +88,7 @@ def create_rule(data: Any, *, actor: Actor, enabled: bool = False) -> Rule:
     db.session.add(rule)
     db.session.flush()
     _add_version(rule, definition, actor, 1)
+    forget_enabled_triggers()
     audit.record("rule.created", actor=actor, rule_id=rule.id, name=rule.name, enabled=enabled)
     return rule
 
@@ -104,6 +106,7 @@ def update_rule(rule: Rule, data: Any, *, actor: Actor) -> RuleVersion:
         or 0
     ) + 1
     version = _add_version(rule, definition, actor, number)
+    forget_enabled_triggers()
     audit.record("rule.updated", actor=actor, rule_id=rule.id, name=rule.name, version=number)
     return version
 
@@ -122,6 +125,7 @@ def set_rule_enabled(rule: Rule, enabled: bool, *, actor: Actor) -> Rule:
     rule.is_enabled = enabled
     rule.updated_at = utcnow()
     db.session.flush()
+    forget_enabled_triggers()
     audit.record("rule.enabled" if enabled else "rule.disabled", actor=actor, rule_id=rule.id)
     return rule
 
@@ -148,3 +152,4 @@ def delete_rule(rule: Rule, *, actor: Actor) -> None:
     db.session.flush()
     db.session.delete(rule)
     db.session.flush()
+    forget_enabled_triggers()
