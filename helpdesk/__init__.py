@@ -158,6 +158,7 @@ def _select_locale() -> str | None:
 def _register_blueprints(app: Flask) -> None:
     from helpdesk.admin.views import bp as admin_bp
     from helpdesk.api import bp as api_bp
+    from helpdesk.attachments_views import bp as attachments_bp
     from helpdesk.auth.access import install_default_deny
     from helpdesk.auth.views import bp as auth_bp
     from helpdesk.crm.views import bp as crm_bp
@@ -165,7 +166,7 @@ def _register_blueprints(app: Flask) -> None:
     from helpdesk.extensions import csrf
     from helpdesk.inbox.views import bp as inbox_bp
 
-    for blueprint in (auth_bp, inbox_bp, crm_bp, admin_bp, api_bp):
+    for blueprint in (auth_bp, inbox_bp, crm_bp, admin_bp, api_bp, attachments_bp):
         app.register_blueprint(blueprint)
     csrf.exempt(api_bp)  # token-authenticated, no cookies
     install_default_deny(app)
