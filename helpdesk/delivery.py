@@ -64,10 +64,10 @@ def deliver_message(message_id: int) -> str:
         db.session.commit()
         result = channel.transmit(payload)
     except PermanentDeliveryError as exc:
-        message = db.session.get(Message, message_id)  # type: ignore[assignment]
+        message = db.session.get(Message, message_id)
         return _finish(message, DeliveryStatus.FAILED, str(exc) or exc.__class__.__name__)
     except Exception as exc:  # provider down, network: retry with backoff
-        message = db.session.get(Message, message_id)  # type: ignore[assignment]
+        message = db.session.get(Message, message_id)
         log.warning(
             "delivery of message %s failed (attempt %s): %s", message.id, message.attempts, exc
         )
@@ -82,7 +82,7 @@ def deliver_message(message_id: int) -> str:
         db.session.commit()
         deliver_message.schedule((message.id,), delay=delay)
         return "retrying"
-    message = db.session.get(Message, message_id)  # type: ignore[assignment]
+    message = db.session.get(Message, message_id)
     if result.external_id and not message.external_id:
         message.external_id = result.external_id
     return _finish(message, DeliveryStatus.SENT, None)

@@ -17,7 +17,7 @@ def wants_json() -> bool:
     return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
 
 
-def error_response(status: int, message: str, code: str | None = None, **extra: object):  # type: ignore[no-untyped-def]
+def error_response(status: int, message: str, code: str | None = None, **extra: object):
     """Return an error as JSON for API callers or as a page for people."""
     if wants_json():
         body = {
@@ -48,22 +48,22 @@ def _code(status: int) -> str:
 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CSRFError)
-    def _csrf(exc: CSRFError):  # type: ignore[no-untyped-def]
+    def _csrf(exc: CSRFError):
         return error_response(
             400, "The form expired or was sent from elsewhere; reload and try again.", "csrf"
         )
 
     @app.errorhandler(413)
-    def _too_large(exc: HTTPException):  # type: ignore[no-untyped-def]
+    def _too_large(exc: HTTPException):
         limit = app.config["RAPPORT_MAX_UPLOAD_BYTES"] // (1024 * 1024)
         return error_response(413, f"The upload is too large; the limit is {limit} MB.")
 
     @app.errorhandler(HTTPException)
-    def _http(exc: HTTPException):  # type: ignore[no-untyped-def]
+    def _http(exc: HTTPException):
         return error_response(exc.code or 500, exc.description or exc.name)
 
     @app.errorhandler(Exception)
-    def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+    def _unexpected(exc: Exception):
         db.session.rollback()
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(

@@ -84,7 +84,7 @@ def job(*, retries: int = 0, retry_delay: int = 0, priority: int | None = None) 
             # Huey prefixes the module itself (taken from the wrapped function).
             name=fn.__name__,
         )(run)
-        return task  # type: ignore[no-any-return]
+        return task
 
     return decorate
 
@@ -104,7 +104,7 @@ def periodic(**crontab_kw: str) -> Callable[[F], F]:
                 finally:
                     db.session.remove()
 
-        return huey.periodic_task(crontab(**crontab_kw), name=fn.__name__)(run)  # type: ignore[no-any-return]
+        return huey.periodic_task(crontab(**crontab_kw), name=fn.__name__)(run)
 
     return decorate
 

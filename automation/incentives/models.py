@@ -47,7 +47,7 @@ class VoucherStatus(enum.Enum):
         return self in (VoucherStatus.ISSUED, VoucherStatus.SENT)
 
 
-class IncentivePolicy(db.Model):  # type: ignore[name-defined,misc]
+class IncentivePolicy(db.Model):  # type: ignore[name-defined]
     """One version of an admin-defined policy; editing adds the next version, old ones stay."""
 
     __tablename__ = "incentive_policies"
@@ -108,7 +108,7 @@ class IncentivePolicy(db.Model):  # type: ignore[name-defined,misc]
         return f"<IncentivePolicy {self.key} v{self.version}>"
 
 
-class IncentiveGrant(db.Model):  # type: ignore[name-defined,misc]
+class IncentiveGrant(db.Model):  # type: ignore[name-defined]
     """One decision to reward a contact; ``grant_key`` makes asking twice harmless."""
 
     __tablename__ = "incentive_grants"
@@ -140,7 +140,7 @@ class IncentiveGrant(db.Model):  # type: ignore[name-defined,misc]
     voucher: Mapped[Voucher | None] = relationship(back_populates="grant", uselist=False)
 
 
-class Voucher(db.Model):  # type: ignore[name-defined,misc]
+class Voucher(db.Model):  # type: ignore[name-defined]
     """A single-use code; bound to its contact unless the policy makes it shareable."""
 
     __tablename__ = "vouchers"
@@ -204,7 +204,7 @@ class Voucher(db.Model):  # type: ignore[name-defined,misc]
         return format_code(self.code)
 
 
-class VoucherRedemption(db.Model):  # type: ignore[name-defined,misc]
+class VoucherRedemption(db.Model):  # type: ignore[name-defined]
     """A voucher used on an order; a reversal is a separate row, this one never changes."""
 
     __tablename__ = "voucher_redemptions"
@@ -226,7 +226,7 @@ class VoucherRedemption(db.Model):  # type: ignore[name-defined,misc]
     )
 
 
-class RedemptionReversal(db.Model):  # type: ignore[name-defined,misc]
+class RedemptionReversal(db.Model):  # type: ignore[name-defined]
     """A refund undid a redemption; at most one per redemption."""
 
     __tablename__ = "redemption_reversals"
@@ -242,7 +242,7 @@ class RedemptionReversal(db.Model):  # type: ignore[name-defined,misc]
     redemption: Mapped[VoucherRedemption] = relationship(back_populates="reversal")
 
 
-class BudgetAccount(db.Model):  # type: ignore[name-defined,misc]
+class BudgetAccount(db.Model):  # type: ignore[name-defined]
     """A policy's money for one period; ``spent_cents`` is the sum of its postings, kept in
     step by a conditional update that refuses to pass the limit."""
 
@@ -259,7 +259,7 @@ class BudgetAccount(db.Model):  # type: ignore[name-defined,misc]
     currency: Mapped[str | None] = mapped_column(String(3))
 
 
-class BudgetPosting(db.Model):  # type: ignore[name-defined,misc]
+class BudgetPosting(db.Model):  # type: ignore[name-defined]
     """One movement on a budget account: a grant's cost, or its release when rejected."""
 
     __tablename__ = "incentive_budget_postings"
@@ -272,7 +272,7 @@ class BudgetPosting(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class IncentiveCapLock(db.Model):  # type: ignore[name-defined,misc]
+class IncentiveCapLock(db.Model):  # type: ignore[name-defined]
     """A row to lock while counting a contact's grants under a policy's cap."""
 
     __tablename__ = "incentive_cap_locks"
@@ -283,7 +283,7 @@ class IncentiveCapLock(db.Model):  # type: ignore[name-defined,misc]
     policy_key: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
-class CodeGuessWindow(db.Model):  # type: ignore[name-defined,misc]
+class CodeGuessWindow(db.Model):  # type: ignore[name-defined]
     """Unknown codes a client tried in one time window; shared by every process."""
 
     __tablename__ = "voucher_guess_windows"

@@ -36,7 +36,7 @@ def _actor() -> Actor:
 
 @bp.route("/approvals")
 @role_required(Role.AGENT)
-def approvals():  # type: ignore[no-untyped-def]
+def approvals():
     grants = pending_grants()
     return render_template(
         "incentives/approvals.html", grants=grants, can_decide=current_user.can(Role.ADMIN)
@@ -45,7 +45,7 @@ def approvals():  # type: ignore[no-untyped-def]
 
 @bp.route("/approvals/<int:grant_id>", methods=["POST"])
 @role_required(Role.ADMIN)
-def decide(grant_id: int):  # type: ignore[no-untyped-def]
+def decide(grant_id: int):
     grant = db.session.get(IncentiveGrant, grant_id)
     if grant is None:
         abort(404)
@@ -70,7 +70,7 @@ def decide(grant_id: int):  # type: ignore[no-untyped-def]
 
 @bp.route("/contacts/<int:contact_id>/goodwill", methods=["POST"])
 @role_required(Role.AGENT)
-def goodwill(contact_id: int):  # type: ignore[no-untyped-def]
+def goodwill(contact_id: int):
     contact = db.session.get(Contact, contact_id)
     if contact is None:
         abort(404)

@@ -26,7 +26,7 @@ class EntryState(enum.Enum):
     POSTED = "posted"
 
 
-class PointsEntry(db.Model):  # type: ignore[name-defined,misc]
+class PointsEntry(db.Model):  # type: ignore[name-defined]
     """One posting. Earnings are lots (``remaining`` says what is left of them to spend or
     expire); spending and expiry take from lots oldest-first; a reversal copies the amount
     of the entry it references. Rows are never deleted and their amounts never change."""
@@ -62,7 +62,7 @@ class PointsEntry(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class PointsBalance(db.Model):  # type: ignore[name-defined,misc]
+class PointsBalance(db.Model):  # type: ignore[name-defined]
     """The ledger summed per contact, updated in the same transaction as each posting."""
 
     __tablename__ = "points_balances"
@@ -75,7 +75,7 @@ class PointsBalance(db.Model):  # type: ignore[name-defined,misc]
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class LoyaltyTier(db.Model):  # type: ignore[name-defined,misc]
+class LoyaltyTier(db.Model):  # type: ignore[name-defined]
     """A level reached by points earned in the qualifying period; admins set thresholds."""
 
     __tablename__ = "loyalty_tiers"
@@ -87,7 +87,7 @@ class LoyaltyTier(db.Model):  # type: ignore[name-defined,misc]
     rank: Mapped[int] = mapped_column()
 
 
-class ContactTier(db.Model):  # type: ignore[name-defined,misc]
+class ContactTier(db.Model):  # type: ignore[name-defined]
     """A contact's tier; when earnings drop below it they keep it until ``grace_until``."""
 
     __tablename__ = "contact_tiers"
@@ -101,7 +101,7 @@ class ContactTier(db.Model):  # type: ignore[name-defined,misc]
     evaluated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class ReferralCode(db.Model):  # type: ignore[name-defined,misc]
+class ReferralCode(db.Model):  # type: ignore[name-defined]
     """A contact's code for inviting friends; where they were when they shared it."""
 
     __tablename__ = "referral_codes"
@@ -122,7 +122,7 @@ class ReferralStatus(enum.Enum):
     BLOCKED = "blocked"
 
 
-class Referral(db.Model):  # type: ignore[name-defined,misc]
+class Referral(db.Model):  # type: ignore[name-defined]
     """A friend signed up with a code; both are rewarded after the friend's first paid order."""
 
     __tablename__ = "referrals"

@@ -205,7 +205,7 @@ def _contact(ctx: ActionContext) -> Any:
 
 
 def _issue_incentive(ctx: ActionContext, params: dict[str, Any]) -> dict[str, Any]:
-    from automation.incentives.operations import grant_incentive  # type: ignore[import-not-found]
+    from automation.incentives.operations import grant_incentive
 
     result = grant_incentive(
         params["policy"],
@@ -234,7 +234,7 @@ def grant_outcome(result: Any) -> tuple[bool, str | None]:
 
 
 def _points(ctx: ActionContext, params: dict[str, Any], *, deduct: bool) -> dict[str, Any]:
-    from automation.loyalty import operations as loyalty  # type: ignore[import-not-found]
+    from automation.loyalty import operations as loyalty
 
     fn = loyalty.deduct_points if deduct else loyalty.award_points
     verb = "deduct" if deduct else "award"

@@ -23,14 +23,14 @@ MAX_DATA_BYTES = 16 * 1024
 
 
 @bp.errorhandler(ApiError)
-def _api_error(exc: ApiError):  # type: ignore[no-untyped-def]
+def _api_error(exc: ApiError):
     db.session.rollback()
     return error_response(exc.status, exc.message, exc.code, **exc.extra)
 
 
 @bp.post("/activities")
 @token_required(SCOPE)
-def post_activity():  # type: ignore[no-untyped-def]
+def post_activity():
     body = Fields(json_body(), known=("contact", "type", "data", "external_id"))
     who = Fields(
         body.mapping("contact", required=True) or {}, "contact.", ("email", "phone", "name")

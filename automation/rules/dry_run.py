@@ -229,7 +229,7 @@ def _would_grant(
 ) -> None:
     contact = subject.contact
     try:
-        from automation.incentives.operations import grant_incentive  # type: ignore[import-not-found]
+        from automation.incentives.operations import grant_incentive
     except ImportError:
         if "incentives are not installed" not in report.errors:
             report.errors.append("incentives are not installed")

@@ -132,7 +132,7 @@ def enabled_triggers() -> frozenset[str]:
             )
         )
         cache["until"] = now + ENABLED_TRIGGERS_TTL
-    return cache["triggers"]  # type: ignore[no-any-return]
+    return cache["triggers"]
 
 
 def forget_enabled_triggers() -> None:

@@ -13,7 +13,7 @@ from helpdesk.extensions import db
 from helpdesk.models._types import JSONType, UTCDateTime, utcnow
 
 
-class Rule(db.Model):  # type: ignore[name-defined,misc]
+class Rule(db.Model):  # type: ignore[name-defined]
     """A rule's identity, switch and place in the order; its content lives in versions."""
 
     __tablename__ = "automation_rules"
@@ -44,7 +44,7 @@ class Rule(db.Model):  # type: ignore[name-defined,misc]
         return self.current_version.definition if self.current_version else {}
 
 
-class RuleVersion(db.Model):  # type: ignore[name-defined,misc]
+class RuleVersion(db.Model):  # type: ignore[name-defined]
     """One saved state of a rule; never updated after insert."""
 
     __tablename__ = "automation_rule_versions"
@@ -59,7 +59,7 @@ class RuleVersion(db.Model):  # type: ignore[name-defined,misc]
     created_by_label: Mapped[str] = mapped_column(String(200), default="")
 
 
-class RuleRun(db.Model):  # type: ignore[name-defined,misc]
+class RuleRun(db.Model):  # type: ignore[name-defined]
     """A rule that matched an event: what it saw and what its actions did."""
 
     __tablename__ = "automation_rule_runs"
@@ -88,7 +88,7 @@ class RuleRun(db.Model):  # type: ignore[name-defined,misc]
     rule: Mapped[Rule] = relationship()
 
 
-class RuleFiring(db.Model):  # type: ignore[name-defined,misc]
+class RuleFiring(db.Model):  # type: ignore[name-defined]
     """A time trigger that fired; the unique key stops a second firing in the same window."""
 
     __tablename__ = "automation_rule_firings"
@@ -100,7 +100,7 @@ class RuleFiring(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class WebhookDelivery(db.Model):  # type: ignore[name-defined,misc]
+class WebhookDelivery(db.Model):  # type: ignore[name-defined]
     """A webhook call a rule queued; sent by a job after commit, retried with backoff."""
 
     __tablename__ = "automation_webhook_deliveries"
@@ -119,7 +119,7 @@ class WebhookDelivery(db.Model):  # type: ignore[name-defined,misc]
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class ReportedActivity(db.Model):  # type: ignore[name-defined,misc]
+class ReportedActivity(db.Model):  # type: ignore[name-defined]
     """Something a customer did that a shop told us about (a review, a shared post, a visit)."""
 
     __tablename__ = "automation_activities"

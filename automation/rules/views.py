@@ -79,7 +79,7 @@ def _catalogue() -> dict[str, Any]:
 
 @bp.route("")
 @role_required(Role.ADMIN)
-def index():  # type: ignore[no-untyped-def]
+def index():
     rules = list(db.session.scalars(select(Rule).order_by(Rule.position, Rule.id)))
     return render_template("rules/index.html", rules=rules, trigger_labels=TRIGGER_LABELS)
 
@@ -92,7 +92,7 @@ def _render_editor(
     mode: str,
     error: RuleValidationError | None = None,
     status: int = 200,
-):  # type: ignore[no-untyped-def]
+):
     return (
         render_template(
             "rules/edit.html",
@@ -125,7 +125,7 @@ def _submitted() -> tuple[Any, builder.BuilderState, str, str]:
 
 @bp.route("/new", methods=["GET", "POST"])
 @role_required(Role.ADMIN)
-def new():  # type: ignore[no-untyped-def]
+def new():
     if request.method == "GET":
         state = builder.BuilderState(actions=[])
         template = {
@@ -150,7 +150,7 @@ def new():  # type: ignore[no-untyped-def]
 
 @bp.route("/<int:rule_id>", methods=["GET", "POST"])
 @role_required(Role.ADMIN)
-def edit(rule_id: int):  # type: ignore[no-untyped-def]
+def edit(rule_id: int):
     rule = _rule(rule_id)
     if request.method == "GET":
         definition = rule.definition
@@ -179,7 +179,7 @@ def edit(rule_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/<int:rule_id>/toggle")
 @role_required(Role.ADMIN)
-def toggle(rule_id: int):  # type: ignore[no-untyped-def]
+def toggle(rule_id: int):
     rule = _rule(rule_id)
     set_rule_enabled(rule, request.form.get("enabled") == "1", actor=_actor())
     db.session.commit()
@@ -188,7 +188,7 @@ def toggle(rule_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/<int:rule_id>/move")
 @role_required(Role.ADMIN)
-def move(rule_id: int):  # type: ignore[no-untyped-def]
+def move(rule_id: int):
     rule = _rule(rule_id)
     move_rule(rule, -1 if request.form.get("direction") == "up" else 1, actor=_actor())
     db.session.commit()
@@ -197,7 +197,7 @@ def move(rule_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/<int:rule_id>/delete")
 @role_required(Role.ADMIN)
-def delete(rule_id: int):  # type: ignore[no-untyped-def]
+def delete(rule_id: int):
     rule = _rule(rule_id)
     name = rule.name
     delete_rule(rule, actor=_actor())
@@ -208,7 +208,7 @@ def delete(rule_id: int):  # type: ignore[no-untyped-def]
 
 @bp.route("/<int:rule_id>/versions")
 @role_required(Role.ADMIN)
-def versions(rule_id: int):  # type: ignore[no-untyped-def]
+def versions(rule_id: int):
     rule = _rule(rule_id)
     rows = list(
         db.session.scalars(
@@ -222,7 +222,7 @@ def versions(rule_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/<int:rule_id>/versions/<int:version_id>/restore")
 @role_required(Role.ADMIN)
-def restore(rule_id: int, version_id: int):  # type: ignore[no-untyped-def]
+def restore(rule_id: int, version_id: int):
     rule = _rule(rule_id)
     version = db.session.get(RuleVersion, version_id)
     if version is None or version.rule_id != rule.id:
@@ -241,7 +241,7 @@ def restore(rule_id: int, version_id: int):  # type: ignore[no-untyped-def]
 @bp.route("/runs")
 @bp.route("/<int:rule_id>/runs")
 @role_required(Role.ADMIN)
-def runs(rule_id: int | None = None):  # type: ignore[no-untyped-def]
+def runs(rule_id: int | None = None):
     rule = _rule(rule_id) if rule_id is not None else None
     stmt = select(RuleRun).order_by(RuleRun.id.desc())
     if rule is not None:
@@ -272,7 +272,7 @@ def _parse_day(raw: str | None, default: datetime) -> datetime:
 
 @bp.route("/dry-run", methods=["GET", "POST"])
 @role_required(Role.ADMIN)
-def dry_run_page():  # type: ignore[no-untyped-def]
+def dry_run_page():
     rules = list(db.session.scalars(select(Rule).order_by(Rule.position, Rule.id)))
     today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
     source = request.values

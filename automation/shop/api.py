@@ -79,7 +79,7 @@ def scoped(scope: str) -> Callable[[F], F]:
 
 
 @bp.errorhandler(ApiError)
-def _api_error(exc: ApiError):  # type: ignore[no-untyped-def]
+def _api_error(exc: ApiError):
     db.session.rollback()
     response, status = error_response(exc.status, exc.message, exc.code, **exc.extra)
     if "retry_after" in exc.extra:
@@ -88,13 +88,13 @@ def _api_error(exc: ApiError):  # type: ignore[no-untyped-def]
 
 
 @bp.errorhandler(VoucherRefused)
-def _refused(exc: VoucherRefused):  # type: ignore[no-untyped-def]
+def _refused(exc: VoucherRefused):
     db.session.rollback()
     return error_response(exc.status, str(exc), exc.reason, reason=exc.reason, **exc.extra)
 
 
 @bp.errorhandler(OperationError)
-def _operation_error(exc: OperationError):  # type: ignore[no-untyped-def]
+def _operation_error(exc: OperationError):
     db.session.rollback()
     code = getattr(exc, "code", None)
     return error_response(getattr(exc, "status", 422), str(exc), code)
@@ -215,7 +215,7 @@ def _str(value: Decimal | None) -> str | None:
 
 @bp.post("/vouchers/validate")
 @scoped("vouchers:read")
-def validate():  # type: ignore[no-untyped-def]
+def validate():
     body = Fields(
         json_body(), known=("code", "contact_id", "email", "cart_total", "currency", "customer_ip")
     )
@@ -238,7 +238,7 @@ def validate():  # type: ignore[no-untyped-def]
 
 @bp.post("/vouchers/redeem")
 @scoped("vouchers:write")
-def redeem():  # type: ignore[no-untyped-def]
+def redeem():
     body = Fields(
         json_body(),
         known=("code", "contact_id", "email", "order_total", "currency", "order_id", "customer_ip"),
@@ -267,7 +267,7 @@ def redeem():  # type: ignore[no-untyped-def]
 
 @bp.post("/redemptions/<int:redemption_id>/reverse")
 @scoped("vouchers:write")
-def reverse(redemption_id: int):  # type: ignore[no-untyped-def]
+def reverse(redemption_id: int):
     body = Fields(json_body() if _has_body() else {}, known=("reason",))
     redemption = db.session.get(VoucherRedemption, redemption_id)
     if redemption is None:
@@ -282,7 +282,7 @@ def reverse(redemption_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/redemptions/reverse")
 @scoped("vouchers:write")
-def reverse_by_order():  # type: ignore[no-untyped-def]
+def reverse_by_order():
     """Reverse what was redeemed on a refunded order, by the shop's order id."""
     body = Fields(json_body(), known=("order_id", "reason"))
     order_ref = body.string("order_id", required=True, max_length=200)
@@ -318,7 +318,7 @@ def _contact_or_404(contact_id: int) -> Contact:
 
 @bp.get("/contacts/<int:contact_id>")
 @scoped("loyalty:read")
-def contact_rewards(contact_id: int):  # type: ignore[no-untyped-def]
+def contact_rewards(contact_id: int):
     """A contact's points, tier and vouchers."""
     contact = _contact_or_404(contact_id)
     points = balance(contact)
@@ -345,7 +345,7 @@ def contact_rewards(contact_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/contacts/<int:contact_id>/referral-code")
 @scoped("loyalty:write")
-def referral_code(contact_id: int):  # type: ignore[no-untyped-def]
+def referral_code(contact_id: int):
     """The contact's refer-a-friend code (created on first ask, with where it was shared)."""
     body = Fields(json_body() if _has_body() else {}, known=("ip", "user_agent"))
     contact = _contact_or_404(contact_id)
@@ -361,7 +361,7 @@ def referral_code(contact_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/referrals")
 @scoped("loyalty:write")
-def referrals():  # type: ignore[no-untyped-def]
+def referrals():
     """A new customer signed up with a referral code."""
     body = Fields(json_body(), known=("code", "contact_id", "email", "ip", "user_agent"))
     referee = _contact(body, required=True)

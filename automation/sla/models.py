@@ -14,7 +14,7 @@ from helpdesk.models._types import JSONType, UTCDateTime, utcnow
 from .hours import Calendar
 
 
-class BusinessCalendar(db.Model):  # type: ignore[name-defined,misc]
+class BusinessCalendar(db.Model):  # type: ignore[name-defined]
     """Weekly opening hours in a timezone, with holidays."""
 
     __tablename__ = "sla_calendars"
@@ -31,7 +31,7 @@ class BusinessCalendar(db.Model):  # type: ignore[name-defined,misc]
         return Calendar.from_json(self.timezone, self.hours or {}, self.holidays or [])
 
 
-class SlaPolicy(db.Model):  # type: ignore[name-defined,misc]
+class SlaPolicy(db.Model):  # type: ignore[name-defined]
     """Targets in business minutes for tickets that match; the first matching policy applies."""
 
     __tablename__ = "sla_policies"
@@ -59,7 +59,7 @@ class SlaPolicy(db.Model):  # type: ignore[name-defined,misc]
         )
 
 
-class TicketSla(db.Model):  # type: ignore[name-defined,misc]
+class TicketSla(db.Model):  # type: ignore[name-defined]
     """The SLA clock of one ticket."""
 
     __tablename__ = "sla_ticket_clocks"

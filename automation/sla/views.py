@@ -22,7 +22,7 @@ PRIORITIES = ("low", "normal", "high", "urgent")
 DEFAULT_HOURS = {day: [["09:00", "17:00"]] for day in WEEKDAYS[:5]}
 
 
-def _page(status: int = 200, **context: Any):  # type: ignore[no-untyped-def]
+def _page(status: int = 200, **context: Any):
     policies = list(
         db.session.scalars(select(SlaPolicy).order_by(SlaPolicy.position, SlaPolicy.id))
     )
@@ -44,7 +44,7 @@ def _page(status: int = 200, **context: Any):  # type: ignore[no-untyped-def]
 
 @bp.route("")
 @role_required(Role.ADMIN)
-def index():  # type: ignore[no-untyped-def]
+def index():
     return _page()
 
 
@@ -60,7 +60,7 @@ def _minutes(raw: str | None) -> int | None:
 
 @bp.post("/policies")
 @role_required(Role.ADMIN)
-def save_policy_view():  # type: ignore[no-untyped-def]
+def save_policy_view():
     form = request.form
     policy = None
     if form.get("policy_id"):
@@ -94,7 +94,7 @@ def save_policy_view():  # type: ignore[no-untyped-def]
 
 @bp.post("/calendars")
 @role_required(Role.ADMIN)
-def save_calendar_view():  # type: ignore[no-untyped-def]
+def save_calendar_view():
     form = request.form
     calendar = None
     if form.get("calendar_id"):

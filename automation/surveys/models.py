@@ -12,7 +12,7 @@ from helpdesk.models import Contact, Ticket
 from helpdesk.models._types import UTCDateTime, utcnow
 
 
-class Survey(db.Model):  # type: ignore[name-defined,misc]
+class Survey(db.Model):  # type: ignore[name-defined]
     """One CSAT (1-5) or NPS (0-10) question sent about a ticket; answered at most once."""
 
     __tablename__ = "surveys"

@@ -17,7 +17,7 @@ bp = Blueprint("surveys", __name__, url_prefix=URL_PREFIX)
 RATE_LIMIT = "30/minute"
 
 
-def _page(survey, language: str, status: int = 200, **context):  # type: ignore[no-untyped-def]
+def _page(survey, language: str, status: int = 200, **context):
     def t(key: str, **values: object) -> str:
         return i18n.text(language, key, **values)
 
@@ -36,7 +36,7 @@ def _page(survey, language: str, status: int = 200, **context):  # type: ignore[
 @bp.route("/<token>", methods=["GET", "POST"])
 @limiter.limit(RATE_LIMIT)
 @public
-def answer(token: str):  # type: ignore[no-untyped-def]
+def answer(token: str):
     try:
         survey = survey_for_token(token)
     except SurveyError:

@@ -44,11 +44,11 @@ class _ReusingHeaderRegistry(HeaderRegistry):
 
     def __call__(self, name: str, value: str) -> BaseHeader:
         if type(value) is str and len(value) <= _CACHED_HEADER_CHARS:
-            return self._parse(name, value)  # type: ignore[no-any-return]
+            return self._parse(name, value)
         return self._build(name, value)
 
     def _build(self, name: str, value: str) -> BaseHeader:
-        return self[name](name, value)  # type: ignore[no-any-return]
+        return self[name](name, value)
 
 
 #: ``policy.default`` with a header factory that reuses parsed headers.

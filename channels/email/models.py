@@ -21,7 +21,7 @@ class Security(enum.Enum):
     NONE = "none"
 
 
-class Mailbox(db.Model):  # type: ignore[name-defined,misc]
+class Mailbox(db.Model):  # type: ignore[name-defined]
     """One address the help desk reads over IMAP and answers from over SMTP."""
 
     __tablename__ = "mailboxes"
@@ -86,7 +86,7 @@ class Mailbox(db.Model):  # type: ignore[name-defined,misc]
         return f"<Mailbox {self.id} {self.address}>"
 
 
-class AutoAcknowledgement(db.Model):  # type: ignore[name-defined,misc]
+class AutoAcknowledgement(db.Model):  # type: ignore[name-defined]
     """One automatic "we got your mail" reply; counted to rate-limit them per sender."""
 
     __tablename__ = "email_auto_acknowledgements"

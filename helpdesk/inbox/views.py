@@ -101,7 +101,7 @@ def _ago(moment: Any) -> str:
 
 
 def _user() -> User:
-    return current_user._get_current_object()  # type: ignore[no-any-return]
+    return current_user._get_current_object()
 
 
 def _actor() -> Actor:
@@ -163,13 +163,13 @@ def _nav_state() -> dict[str, Any]:
 
 @bp.get("/")
 @role_required(Role.READ_ONLY)
-def index():  # type: ignore[no-untyped-def]
+def index():
     return render_template("inbox/index.html", ticket=None, **_list_state(), **_nav_state())
 
 
 @bp.get("/list")
 @role_required(Role.READ_ONLY)
-def list_rows():  # type: ignore[no-untyped-def]
+def list_rows():
     """The rows of a list (and its "load more" link), for htmx to swap in."""
     state = _list_state()
     current = queries.int_or_none(request.args.get("current"))
@@ -268,7 +268,7 @@ def _ticket_attribute_defs() -> list[CustomAttribute]:
 
 @bp.get("/tickets/<int:ticket_id>")
 @role_required(Role.READ_ONLY)
-def ticket(ticket_id: int):  # type: ignore[no-untyped-def]
+def ticket(ticket_id: int):
     found = _ticket_or_404(ticket_id)
     if found.id != ticket_id:
         flash(_("Ticket #%(old)s was merged into #%(new)s.", old=ticket_id, new=found.id), "info")
@@ -281,7 +281,7 @@ def ticket(ticket_id: int):  # type: ignore[no-untyped-def]
 
 @bp.get("/tickets/<int:ticket_id>/messages/<int:message_id>")
 @role_required(Role.READ_ONLY)
-def message_fragment(ticket_id: int, message_id: int):  # type: ignore[no-untyped-def]
+def message_fragment(ticket_id: int, message_id: int):
     """One message of the thread, for live updates."""
     ticket = _ticket_or_404(ticket_id)
     message = db.session.get(Message, message_id)
@@ -292,7 +292,7 @@ def message_fragment(ticket_id: int, message_id: int):  # type: ignore[no-untype
 
 @bp.get("/tickets/<int:ticket_id>/properties")
 @role_required(Role.READ_ONLY)
-def properties_fragment(ticket_id: int):  # type: ignore[no-untyped-def]
+def properties_fragment(ticket_id: int):
     """The ticket's header and properties, refreshed after a live change."""
     found = _ticket_or_404(ticket_id)
     return render_template(
@@ -314,7 +314,7 @@ def properties_fragment(ticket_id: int):  # type: ignore[no-untyped-def]
 
 @bp.get("/tickets/<int:ticket_id>/canned/<int:canned_id>")
 @role_required(Role.AGENT)
-def canned(ticket_id: int, canned_id: int):  # type: ignore[no-untyped-def]
+def canned(ticket_id: int, canned_id: int):
     """A canned response with this ticket's placeholders filled in."""
     found = _ticket_or_404(ticket_id)
     response = db.session.get(CannedResponse, canned_id)
@@ -340,7 +340,7 @@ def _uploads(files: list[Any] | None) -> list[Upload]:
 
 @bp.post("/tickets/<int:ticket_id>/reply")
 @role_required(Role.AGENT)
-def reply(ticket_id: int):  # type: ignore[no-untyped-def]
+def reply(ticket_id: int):
     found = _ticket_or_404(ticket_id)
     form = ReplyForm()
     if not form.validate_on_submit():
@@ -366,7 +366,7 @@ def reply(ticket_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/tickets/<int:ticket_id>/note")
 @role_required(Role.AGENT)
-def note(ticket_id: int):  # type: ignore[no-untyped-def]
+def note(ticket_id: int):
     found = _ticket_or_404(ticket_id)
     form = NoteForm()
     if not form.validate_on_submit():
@@ -396,7 +396,7 @@ def _form_errors(form: Any) -> str:
 
 @bp.post("/tickets/<int:ticket_id>/status")
 @role_required(Role.AGENT)
-def status(ticket_id: int):  # type: ignore[no-untyped-def]
+def status(ticket_id: int):
     found = _ticket_or_404(ticket_id)
     form = StatusForm()
     if not form.validate_on_submit():
@@ -427,7 +427,7 @@ def _status_label(status: TicketStatus) -> str:
 
 @bp.post("/tickets/<int:ticket_id>/priority")
 @role_required(Role.AGENT)
-def priority(ticket_id: int):  # type: ignore[no-untyped-def]
+def priority(ticket_id: int):
     found = _ticket_or_404(ticket_id)
     form = PriorityForm()
     if not form.validate_on_submit():
@@ -460,7 +460,7 @@ def _team_by_field(value: str | None) -> Team | None:
 
 @bp.post("/tickets/<int:ticket_id>/assign")
 @role_required(Role.AGENT)
-def assign(ticket_id: int):  # type: ignore[no-untyped-def]
+def assign(ticket_id: int):
     found = _ticket_or_404(ticket_id)
     form = AssignForm()
     if not form.validate_on_submit():
@@ -478,7 +478,7 @@ def assign(ticket_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/tickets/<int:ticket_id>/tags")
 @role_required(Role.AGENT)
-def tags(ticket_id: int):  # type: ignore[no-untyped-def]
+def tags(ticket_id: int):
     found = _ticket_or_404(ticket_id)
     form = TagsForm()
     if not form.validate_on_submit():
@@ -491,7 +491,7 @@ def tags(ticket_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/tickets/<int:ticket_id>/attributes")
 @role_required(Role.AGENT)
-def attributes(ticket_id: int):  # type: ignore[no-untyped-def]
+def attributes(ticket_id: int):
     found = _ticket_or_404(ticket_id)
     values: dict[str, Any] = {}
     for definition in _ticket_attribute_defs():
@@ -515,7 +515,7 @@ def attributes(ticket_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/tickets/<int:ticket_id>/merge")
 @role_required(Role.AGENT)
-def merge(ticket_id: int):  # type: ignore[no-untyped-def]
+def merge(ticket_id: int):
     found = _ticket_or_404(ticket_id)
     form = MergeForm()
     if not form.validate_on_submit():
@@ -552,7 +552,7 @@ def _safe_next(target: str | None) -> str:
 
 @bp.post("/bulk")
 @role_required(Role.AGENT)
-def bulk():  # type: ignore[no-untyped-def]
+def bulk():
     """Apply one action to the selected tickets, all or nothing."""
     form = BulkForm()
     back = _safe_next(form.next.data)
@@ -619,7 +619,7 @@ def bulk():  # type: ignore[no-untyped-def]
 
 @bp.post("/views")
 @role_required(Role.AGENT)
-def save_view():  # type: ignore[no-untyped-def]
+def save_view():
     form = SavedViewForm()
     if not form.validate_on_submit():
         flash(_form_errors(form), "error")
@@ -639,7 +639,7 @@ def save_view():  # type: ignore[no-untyped-def]
 
 @bp.post("/views/<int:view_id>/delete")
 @role_required(Role.AGENT)
-def delete_view(view_id: int):  # type: ignore[no-untyped-def]
+def delete_view(view_id: int):
     view = get_visible_saved_view(view_id, _user())
     if view is None:
         abort(404, _("There is no such saved view."))

@@ -13,7 +13,7 @@ from helpdesk.extensions import db
 from ._types import JSONType, UTCDateTime, utcnow
 
 
-class AuditEvent(db.Model):  # type: ignore[name-defined,misc]
+class AuditEvent(db.Model):  # type: ignore[name-defined]
     __tablename__ = "audit_events"
     __table_args__ = (
         Index("ix_audit_ticket", "ticket_id", "created_at"),
@@ -33,7 +33,7 @@ class AuditEvent(db.Model):  # type: ignore[name-defined,misc]
     data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 
 
-class Notification(db.Model):  # type: ignore[name-defined,misc]
+class Notification(db.Model):  # type: ignore[name-defined]
     """Something an agent should see: a mention, an assignment."""
 
     __tablename__ = "notifications"

@@ -14,7 +14,7 @@ from helpdesk.extensions import db
 from ._types import JSONType, UTCDateTime, enum_type, utcnow
 
 
-class Company(db.Model):  # type: ignore[name-defined,misc]
+class Company(db.Model):  # type: ignore[name-defined]
     __tablename__ = "companies"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -23,7 +23,7 @@ class Company(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class Contact(db.Model):  # type: ignore[name-defined,misc]
+class Contact(db.Model):  # type: ignore[name-defined]
     __tablename__ = "contacts"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -66,7 +66,7 @@ class Contact(db.Model):  # type: ignore[name-defined,misc]
         return None
 
 
-class ContactIdentity(db.Model):  # type: ignore[name-defined,misc]
+class ContactIdentity(db.Model):  # type: ignore[name-defined]
     """An address on one channel; one identity belongs to exactly one contact."""
 
     __tablename__ = "contact_identities"
@@ -84,7 +84,7 @@ class ContactIdentity(db.Model):  # type: ignore[name-defined,misc]
     contact: Mapped[Contact] = relationship(back_populates="identities")
 
 
-class CustomAttribute(db.Model):  # type: ignore[name-defined,misc]
+class CustomAttribute(db.Model):  # type: ignore[name-defined]
     """A typed custom field an admin defines for contacts or tickets."""
 
     __tablename__ = "custom_attributes"

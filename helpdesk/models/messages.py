@@ -33,7 +33,7 @@ class DeliveryStatus(enum.Enum):
     FAILED = "failed"
 
 
-class Message(db.Model):  # type: ignore[name-defined,misc]
+class Message(db.Model):  # type: ignore[name-defined]
     __tablename__ = "messages"
     __table_args__ = (
         # Dedupe of inbound messages is this constraint, not a lookup.
@@ -86,7 +86,7 @@ class Message(db.Model):  # type: ignore[name-defined,misc]
         return self.reply_text if self.reply_text else self.text
 
 
-class Attachment(db.Model):  # type: ignore[name-defined,misc]
+class Attachment(db.Model):  # type: ignore[name-defined]
     """A file on a message; bytes live on disk under their SHA-256."""
 
     __tablename__ = "attachments"

@@ -31,7 +31,7 @@ class OrderStatus(enum.Enum):
         return self in (OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED)
 
 
-class Order(db.Model):  # type: ignore[name-defined,misc]
+class Order(db.Model):  # type: ignore[name-defined]
     __tablename__ = "orders"
     __table_args__ = (Index("ix_orders_contact_placed", "contact_id", "placed_at"),)
 

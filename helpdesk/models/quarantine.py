@@ -12,7 +12,7 @@ from helpdesk.extensions import db
 from ._types import UTCDateTime, utcnow
 
 
-class QuarantinedItem(db.Model):  # type: ignore[name-defined,misc]
+class QuarantinedItem(db.Model):  # type: ignore[name-defined]
     """One raw payload from any channel that failed on its way in, with the error."""
 
     __tablename__ = "quarantined_items"

@@ -51,14 +51,14 @@ ticket_tags = Table(
 )
 
 
-class Tag(db.Model):  # type: ignore[name-defined,misc]
+class Tag(db.Model):  # type: ignore[name-defined]
     __tablename__ = "tags"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
 
 
-class Ticket(db.Model):  # type: ignore[name-defined,misc]
+class Ticket(db.Model):  # type: ignore[name-defined]
     __tablename__ = "tickets"
     __table_args__ = (
         # The inbox lists are keyset-paginated on (last_activity_at, id) within a queue.
@@ -118,7 +118,7 @@ class Ticket(db.Model):  # type: ignore[name-defined,misc]
         self.is_active = status.is_active
 
 
-class TicketParticipant(db.Model):  # type: ignore[name-defined,misc]
+class TicketParticipant(db.Model):  # type: ignore[name-defined]
     """Someone besides the contact on the conversation (an email Cc)."""
 
     __tablename__ = "ticket_participants"
@@ -133,7 +133,7 @@ class TicketParticipant(db.Model):  # type: ignore[name-defined,misc]
     ticket: Mapped[Ticket] = relationship(back_populates="participants")
 
 
-class SavedView(db.Model):  # type: ignore[name-defined,misc]
+class SavedView(db.Model):  # type: ignore[name-defined]
     """A named set of inbox filters; personal unless shared."""
 
     __tablename__ = "saved_views"
@@ -145,7 +145,7 @@ class SavedView(db.Model):  # type: ignore[name-defined,misc]
     is_shared: Mapped[bool] = mapped_column(default=False)
 
 
-class CannedResponse(db.Model):  # type: ignore[name-defined,misc]
+class CannedResponse(db.Model):  # type: ignore[name-defined]
     """A reusable reply; ``{{ contact.first_name }}`` style placeholders are filled in."""
 
     __tablename__ = "canned_responses"

@@ -161,11 +161,11 @@ def assign_ticket(
 ) -> Ticket:
     """Assign to an agent and/or a team (``None`` unassigns; omitted leaves as is)."""
     changes: dict[str, Any] = {}
-    if assignee is not ... and (assignee.id if assignee else None) != ticket.assignee_id:  # type: ignore[union-attr]
-        changes["assignee_id"] = [ticket.assignee_id, assignee.id if assignee else None]  # type: ignore[union-attr]
+    if assignee is not ... and (assignee.id if assignee else None) != ticket.assignee_id:
+        changes["assignee_id"] = [ticket.assignee_id, assignee.id if assignee else None]
         ticket.assignee = assignee  # type: ignore[assignment]
-    if team is not ... and (team.id if team else None) != ticket.team_id:  # type: ignore[union-attr]
-        changes["team_id"] = [ticket.team_id, team.id if team else None]  # type: ignore[union-attr]
+    if team is not ... and (team.id if team else None) != ticket.team_id:
+        changes["team_id"] = [ticket.team_id, team.id if team else None]
         ticket.team = team  # type: ignore[assignment]
     if not changes:
         return ticket

@@ -168,7 +168,7 @@ def sign_out() -> None:
 def current_contact() -> Contact | None:
     """The signed-in customer (after merges), or None; looked up once per request."""
     if _CACHE in request.environ:
-        return request.environ[_CACHE]  # type: ignore[no-any-return]
+        return request.environ[_CACHE]
     contact = None
     contact_id = session.get(SESSION_CONTACT)
     since = session.get(SESSION_SINCE)

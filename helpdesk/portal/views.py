@@ -80,17 +80,17 @@ def _supported(code: str) -> bool:
     return code in current_app.config["RAPPORT_LOCALES"]
 
 
-def _problem(status: int, title: str, message: str):  # type: ignore[no-untyped-def]
+def _problem(status: int, title: str, message: str):
     return render_template("portal/problem.html", title=title, message=message), status
 
 
 @bp.errorhandler(404)
-def _not_found(exc: HTTPException):  # type: ignore[no-untyped-def]
+def _not_found(exc: HTTPException):
     return _problem(404, _("Not found"), _("We could not find that page."))
 
 
 @bp.errorhandler(429)
-def _too_many(exc: HTTPException):  # type: ignore[no-untyped-def]
+def _too_many(exc: HTTPException):
     return _problem(
         429,
         _("Too many attempts"),
@@ -99,7 +99,7 @@ def _too_many(exc: HTTPException):  # type: ignore[no-untyped-def]
 
 
 @bp.errorhandler(CSRFError)
-def _form_expired(exc: CSRFError):  # type: ignore[no-untyped-def]
+def _form_expired(exc: CSRFError):
     return _problem(
         400, _("The form expired"), _("Go back, reload the page and send the form again.")
     )
@@ -112,7 +112,7 @@ def _form_expired(exc: CSRFError):  # type: ignore[no-untyped-def]
 @limiter.limit(_per_ip, methods=["POST"])
 @limiter.limit(_per_address, key_func=_address_key, methods=["POST"])
 @public
-def sign_in():  # type: ignore[no-untyped-def]
+def sign_in():
     next_path = auth.safe_next(request.values.get("next"))
     if current_contact() is not None:
         return redirect(next_path or url_for("portal.tickets"))
@@ -134,7 +134,7 @@ def sign_in():  # type: ignore[no-untyped-def]
 
 def _sign_in_page(
     address: str, next_path: str | None, *, error: str | None = None, status: int = 200
-):  # type: ignore[no-untyped-def]
+):
     is_admin = getattr(current_user, "is_authenticated", False) and current_user.can(Role.ADMIN)
     return render_template(
         "portal/sign_in.html",
@@ -147,14 +147,14 @@ def _sign_in_page(
 
 @bp.route("/sent")
 @public
-def link_sent():  # type: ignore[no-untyped-def]
+def link_sent():
     return render_template("portal/sent.html", minutes=auth.link_minutes())
 
 
 @bp.route("/sign-in/<token>", methods=["GET", "POST"])
 @limiter.limit("30/minute")
 @public
-def follow_link(token: str):  # type: ignore[no-untyped-def]
+def follow_link(token: str):
     # Mail scanners open links to look at them; only the button press spends one.
     if request.method == "GET":
         try:
@@ -172,7 +172,7 @@ def follow_link(token: str):  # type: ignore[no-untyped-def]
     return redirect(claim.next_path or url_for("portal.tickets"))
 
 
-def _link_problem(reason: str):  # type: ignore[no-untyped-def]
+def _link_problem(reason: str):
     status = 404 if reason == "invalid" else 410
     return render_template(
         "portal/link_problem.html", reason=reason, minutes=auth.link_minutes()
@@ -181,7 +181,7 @@ def _link_problem(reason: str):  # type: ignore[no-untyped-def]
 
 @bp.route("/sign-out", methods=["POST"])
 @public
-def sign_out():  # type: ignore[no-untyped-def]
+def sign_out():
     auth.sign_out()
     flash(_("You are signed out."), "success")
     return redirect(url_for("portal.sign_in"))
@@ -193,20 +193,20 @@ def sign_out():  # type: ignore[no-untyped-def]
 @bp.route("/tickets")
 @public
 @customer_required
-def tickets():  # type: ignore[no-untyped-def]
+def tickets():
     page = max(1, request.args.get("page", 1, type=int) or 1)
     rows, has_more = customer_tickets(current_contact(), page=page)  # type: ignore[arg-type]
     return render_template("portal/tickets.html", tickets=rows, page=page, has_more=has_more)
 
 
-def _own_ticket(ticket_id: int):  # type: ignore[no-untyped-def]
+def _own_ticket(ticket_id: int):
     ticket = customer_ticket(current_contact(), ticket_id)  # type: ignore[arg-type]
     if ticket is None:
         abort(404)  # someone else's ticket looks exactly like no ticket
     return ticket
 
 
-def _ticket_page(ticket, *, body: str = "", error: str | None = None, status: int = 200):  # type: ignore[no-untyped-def]
+def _ticket_page(ticket, *, body: str = "", error: str | None = None, status: int = 200):
     return render_template(
         "portal/ticket.html",
         ticket=ticket,
@@ -220,7 +220,7 @@ def _ticket_page(ticket, *, body: str = "", error: str | None = None, status: in
 @bp.route("/tickets/<int:ticket_id>")
 @public
 @customer_required
-def ticket(ticket_id: int):  # type: ignore[no-untyped-def]
+def ticket(ticket_id: int):
     found = _own_ticket(ticket_id)
     if found.id != ticket_id:  # merged into another one of theirs
         return redirect(url_for("portal.ticket", ticket_id=found.id))
@@ -230,7 +230,7 @@ def ticket(ticket_id: int):  # type: ignore[no-untyped-def]
 @bp.route("/tickets/<int:ticket_id>/reply", methods=["POST"])
 @public
 @customer_required
-def reply(ticket_id: int):  # type: ignore[no-untyped-def]
+def reply(ticket_id: int):
     found = _own_ticket(ticket_id)
     body = request.form.get("body", "")
     try:
@@ -263,7 +263,7 @@ def reply(ticket_id: int):  # type: ignore[no-untyped-def]
 @bp.route("/tickets/new", methods=["GET", "POST"])
 @public
 @customer_required
-def new_ticket():  # type: ignore[no-untyped-def]
+def new_ticket():
     subject = request.form.get("subject", "")
     body = request.form.get("body", "")
     if request.method == "POST":
@@ -302,7 +302,7 @@ def new_ticket():  # type: ignore[no-untyped-def]
 @bp.route("/rewards")
 @public
 @customer_required
-def rewards():  # type: ignore[no-untyped-def]
+def rewards():
     found = customer_rewards(
         current_contact(),  # type: ignore[arg-type]
         ip=request.remote_addr,
