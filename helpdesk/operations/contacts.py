@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select, update
@@ -14,6 +15,19 @@ from helpdesk.extensions import db
 from helpdesk.models import Contact, ContactIdentity, CustomAttribute, Order, Ticket
 
 from . import audit
+
+#: Called by ``merge_contacts`` inside its transaction as ``hook(source, target, actor)``;
+#: each returns what it moved ({"vouchers": 2}) for the history. Packages that keep
+#: rows per contact (loyalty, incentives) register here so a merge loses nothing.
+MergeHook = Callable[["Contact", "Contact", Actor], dict[str, int]]
+MERGE_HOOKS: list[MergeHook] = []
+
+
+def on_merge(hook: MergeHook) -> MergeHook:
+    """Register a function that moves a package's rows when two contacts merge."""
+    if hook not in MERGE_HOOKS:
+        MERGE_HOOKS.append(hook)
+    return hook
 
 
 class OperationError(ValueError):
@@ -205,6 +219,8 @@ def merge_contacts(source: Contact, target: Contact, *, actor: Actor) -> Contact
     db.session.execute(
         update(Message).where(Message.contact_id == source.id).values(contact_id=target.id)
     )
+    for hook in MERGE_HOOKS:
+        moved.update(hook(source, target, actor))
     if not target.name and source.name:
         target.name = source.name
     target.attributes = {**(source.attributes or {}), **(target.attributes or {})}
