@@ -6,7 +6,8 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,18 +40,24 @@ def chromium_path() -> str:
     return os.environ.get("RAPPORT_CHROMIUM", "/usr/bin/chromium")
 
 
-@pytest.fixture(scope="module")
-def live_server() -> Iterator[LiveServer]:
+@contextmanager
+def serve(
+    seed: Callable[[], dict[str, Any]],
+    *,
+    channel: str,
+    config: dict[str, Any] | None = None,
+) -> Iterator[LiveServer]:
+    """Serve a fresh app on a free port in a thread, seeded, with ``channel`` recorded."""
     if not Path(chromium_path()).exists():
         pytest.skip(
             f"no Chromium at {chromium_path()}; install Debian chromium or set RAPPORT_CHROMIUM"
         )
-    if not (VENDOR / "socket.io.min.js").exists() or not (VENDOR / "htmx.min.js").exists():
-        pytest.skip("helpdesk/static/vendor is missing; run `npm ci && npm run build` first")
     from werkzeug.serving import make_server
 
+    from channels import base as channel_base
     from helpdesk import create_app
     from helpdesk.extensions import db
+    from tests.factories import RecordingChannel
     from tests.servers import free_port
 
     tmp = Path(tempfile.mkdtemp(prefix="rapport-web-"))
@@ -67,34 +74,40 @@ def live_server() -> Iterator[LiveServer]:
             "RAPPORT_EMBEDDED_WORKER": False,
             "RAPPORT_PUBLIC_URL": url,
             "RATELIMIT_ENABLED": False,
+            **(config or {}),
         }
     )
     with app.app_context():
         db.create_all()
-        seed = _seed()
+        seeded = seed()
         db.session.remove()
-    # Deliver replies to a recorder instead of an SMTP server.
-    from channels import base as channel_base
-    from tests.factories import RecordingChannel
-
-    previous_email = channel_base.registered_channels().get("email")
-    channel_base.register(RecordingChannel("email"))
+    # Deliver replies to a recorder instead of a real provider.
+    previous = channel_base.registered_channels().get(channel)
+    channel_base.register(RecordingChannel(channel))
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
     try:
-        yield LiveServer(url, app, seed)
+        yield LiveServer(url, app, seeded)
     finally:
         server.shutdown()
         thread.join(timeout=5)
-        if previous_email is not None:
-            channel_base.register(previous_email)
+        if previous is not None:
+            channel_base.register(previous)
         else:
-            channel_base._registry.pop("email", None)
+            channel_base._registry.pop(channel, None)
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def live_server() -> Iterator[LiveServer]:
+    if not (VENDOR / "socket.io.min.js").exists() or not (VENDOR / "htmx.min.js").exists():
+        pytest.skip("helpdesk/static/vendor is missing; run `npm ci && npm run build` first")
+    with serve(_seed, channel="email") as server:
+        yield server
 
 
 def _seed() -> dict[str, Any]:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import threading
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.web.conftest import LiveServer, chromium_path
+from tests.web.conftest import LiveServer, serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -22,55 +18,10 @@ PHONE = {"width": 390, "height": 844}
 
 @pytest.fixture(scope="module")
 def portal_server() -> Iterator[LiveServer]:
-    if not Path(chromium_path()).exists():
-        pytest.skip(f"no Chromium at {chromium_path()}")
-    from werkzeug.serving import make_server
-
-    from channels import base as channel_base
-    from helpdesk import create_app
-    from helpdesk.extensions import db
-    from helpdesk.portal import init_app
-    from tests.factories import RecordingChannel
-    from tests.servers import free_port
-
-    tmp = Path(tempfile.mkdtemp(prefix="rapport-portal-"))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "portal-web-secret",
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp / 'web.db'}",
-            "INSTANCE_PATH": str(tmp / "instance"),
-            "RAPPORT_ATTACHMENT_DIR": str(tmp / "attachments"),
-            "RAPPORT_JOBS_IMMEDIATE": True,
-            "RAPPORT_EMBEDDED_WORKER": False,
-            "RAPPORT_PUBLIC_URL": url,
-            "RAPPORT_SHOP_URL": "https://shop.example/",
-            "RATELIMIT_ENABLED": False,
-        }
-    )
-    init_app(app)
-    with app.app_context():
-        db.create_all()
-        seed = _seed()
-        db.session.remove()
-    previous = channel_base.registered_channels().get("portal")
-    channel_base.register(RecordingChannel("portal"))
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="portal-server", daemon=True)
-    thread.start()
-    try:
-        yield LiveServer(url, app, seed)
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
-        if previous is not None:
-            channel_base.register(previous)
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
-        shutil.rmtree(tmp, ignore_errors=True)
+    with serve(
+        _seed, channel="portal", config={"RAPPORT_SHOP_URL": "https://shop.example/"}
+    ) as server:
+        yield server
 
 
 def _seed() -> dict[str, Any]:
