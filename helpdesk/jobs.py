@@ -58,6 +58,22 @@ def _job_app() -> Flask:
     return _app
 
 
+def _in_own_app_context(fn: F) -> Callable[..., Any]:
+    """Wrap ``fn`` to run in a fresh app context (so a fresh session), removed afterwards."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from helpdesk.extensions import db
+
+        with _job_app().app_context():
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                db.session.remove()
+
+    return run
+
+
 def job(*, retries: int = 0, retry_delay: int = 0, priority: int | None = None) -> Callable[[F], F]:
     """Declare a background job that runs inside its own app context and session.
 
@@ -67,16 +83,7 @@ def job(*, retries: int = 0, retry_delay: int = 0, priority: int | None = None) 
     """
 
     def decorate(fn: F) -> F:
-        @functools.wraps(fn)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            from helpdesk.extensions import db
-
-            with _job_app().app_context():
-                try:
-                    return fn(*args, **kwargs)
-                finally:
-                    db.session.remove()
-
+        run = _in_own_app_context(fn)
         task = huey.task(
             retries=retries,
             retry_delay=retry_delay,
@@ -94,16 +101,7 @@ def periodic(**crontab_kw: str) -> Callable[[F], F]:
     from huey import crontab
 
     def decorate(fn: F) -> F:
-        @functools.wraps(fn)
-        def run() -> Any:
-            from helpdesk.extensions import db
-
-            with _job_app().app_context():
-                try:
-                    return fn()
-                finally:
-                    db.session.remove()
-
+        run = _in_own_app_context(fn)
         return huey.periodic_task(crontab(**crontab_kw), name=fn.__name__)(run)
 
     return decorate

@@ -47,7 +47,7 @@ from helpdesk.errors import error_response
 from helpdesk.extensions import db, limiter
 from helpdesk.models import Contact
 from helpdesk.operations import users
-from helpdesk.operations.contacts import OperationError, find_contact
+from helpdesk.operations.contacts import OperationError, find_contact, live_contact
 
 bp = Blueprint("shop_api", __name__, url_prefix="/api/v1/shop")
 limiter.shared_limit(rate_limit, scope="api", key_func=rate_limit_key)(bp)
@@ -109,25 +109,16 @@ def _contact(body: Fields, *, required: bool) -> Contact | None:
         contact = db.session.get(Contact, contact_id)
         if contact is None:
             raise invalid("contact_id", f"contact {contact_id} does not exist")
-        return _follow(contact)
+        return live_contact(contact)
     email = body.email("email")
     if email:
         contact = find_contact(IdentityKind.EMAIL, email)
         if contact is None and required:
             raise invalid("email", f"no contact has the address {email}")
-        return _follow(contact) if contact else None
+        return live_contact(contact) if contact else None
     if required:
         raise invalid("contact_id", "'contact_id' or 'email' is required")
     return None
-
-
-def _follow(contact: Contact) -> Contact:
-    while contact.merged_into_id is not None:
-        target = db.session.get(Contact, contact.merged_into_id)
-        if target is None:
-            break
-        contact = target
-    return contact
 
 
 def _amount(body: Fields, key: str) -> Decimal:
@@ -313,7 +304,7 @@ def _contact_or_404(contact_id: int) -> Contact:
     contact = db.session.get(Contact, contact_id)
     if contact is None:
         raise not_found("contact", contact_id)
-    return _follow(contact)
+    return live_contact(contact)
 
 
 @bp.get("/contacts/<int:contact_id>")

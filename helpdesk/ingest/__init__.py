@@ -17,7 +17,7 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from channels.base import InboundMessage, SenderIdentity
+from channels.base import InboundAttachment, InboundMessage, SenderIdentity
 from helpdesk import attachments, events
 from helpdesk.actors import Actor
 from helpdesk.extensions import db
@@ -224,10 +224,7 @@ def _meta(msg: InboundMessage) -> dict[str, object]:
     return meta
 
 
-def _attachment(item: object) -> Attachment:
-    from channels.base import InboundAttachment
-
-    assert isinstance(item, InboundAttachment)
+def _attachment(item: InboundAttachment) -> Attachment:
     name = attachments.safe_filename(item.filename)
     if item.skipped_reason or not item.data:
         return Attachment(

@@ -82,6 +82,18 @@ def create_contact(
     return contact
 
 
+def live_contact(contact: Contact) -> Contact:
+    """Follow merges to the contact that was kept (the twin of ``tickets.get_ticket``)."""
+    seen: set[int] = set()
+    while contact.merged_into_id is not None and contact.id not in seen:
+        seen.add(contact.id)
+        target = db.session.get(Contact, contact.merged_into_id)
+        if target is None:
+            break
+        contact = target
+    return contact
+
+
 def find_or_create_contact(sender: SenderIdentity, *, actor: Actor) -> tuple[Contact, bool]:
     """Return the contact for ``sender`` and whether it was created now."""
     contact = find_contact(sender.kind, sender.value)

@@ -20,7 +20,7 @@ from helpdesk.extensions import db
 from helpdesk.models import Contact, Order, OrderStatus, utcnow
 
 from . import audit
-from .contacts import OperationError, create_contact, find_contact
+from .contacts import OperationError, create_contact, find_contact, live_contact
 
 log = logging.getLogger(__name__)
 
@@ -301,21 +301,10 @@ def order_contact(
         if value is not None:
             found = find_contact(kind, value)
             if found is not None:
-                return _follow_merges(found)
+                return live_contact(found)
     identities = []
     if email is not None:
         identities.append(SenderIdentity(IdentityKind.EMAIL, email))
     if phone is not None:
         identities.append(SenderIdentity(IdentityKind.PHONE, phone))
     return create_contact(actor=actor, name=name or "", identities=identities)
-
-
-def _follow_merges(contact: Contact) -> Contact:
-    seen: set[int] = set()
-    while contact.merged_into_id is not None and contact.id not in seen:
-        seen.add(contact.id)
-        target = db.session.get(Contact, contact.merged_into_id)
-        if target is None:
-            break
-        contact = target
-    return contact

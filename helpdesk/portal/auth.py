@@ -26,6 +26,7 @@ from helpdesk.actors import Actor
 from helpdesk.extensions import db
 from helpdesk.models import AuditEvent, Contact, utcnow
 from helpdesk.operations import audit
+from helpdesk.operations.contacts import live_contact as _live_contact
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,12 +89,8 @@ def read_link_token(token: str) -> LinkClaim:
 
 
 def live_contact(contact: Contact | None) -> Contact | None:
-    """Follow merges to the contact that was kept."""
-    seen: set[int] = set()
-    while contact is not None and contact.merged_into_id and contact.id not in seen:
-        seen.add(contact.id)
-        contact = db.session.get(Contact, contact.merged_into_id)
-    return contact
+    """Follow merges to the contact that was kept; None stays None."""
+    return _live_contact(contact) if contact is not None else None
 
 
 def _locked_contact(contact_id: int) -> Contact | None:

@@ -137,3 +137,16 @@ def test_a_contact_cannot_be_merged_into_itself(client, agent, pair):
 def test_merge_into_an_unknown_contact_is_404(client, agent, pair):
     source, _ = pair
     assert client.get(f"/crm/contacts/{source.id}/merge/9999").status_code == 404
+
+
+def test_live_contact_follows_a_chain_of_merges_to_the_contact_kept(app, make_contact):
+    from helpdesk.actors import Actor
+    from helpdesk.extensions import db
+    from helpdesk.operations.contacts import live_contact, merge_contacts
+
+    first, second, kept = (make_contact(name=n, email=f"{n}@example.test") for n in ("a", "b", "c"))
+    merge_contacts(first, second, actor=Actor.system("test"))
+    merge_contacts(second, kept, actor=Actor.system("test"))
+    db.session.commit()
+    assert live_contact(first).id == kept.id
+    assert live_contact(kept).id == kept.id
