@@ -54,6 +54,8 @@ def load_config(instance_path: str) -> dict[str, Any]:
         "RAPPORT_PASSWORD_HASH": os.environ.get("RAPPORT_PASSWORD_HASH", "scrypt"),
         "RAPPORT_API_RATE_LIMIT": os.environ.get("RAPPORT_API_RATE_LIMIT", "600/minute"),
         "RAPPORT_API_MAX_JSON_BYTES": _int("RAPPORT_API_MAX_JSON_BYTES", 1024 * 1024),
+        # A PEM file (or hashed directory) of CAs trusted for mail servers besides the system's.
+        "RAPPORT_EMAIL_CA_FILE": os.environ.get("RAPPORT_EMAIL_CA_FILE") or None,
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
         "RATELIMIT_HEADERS_ENABLED": True,
         "MAX_CONTENT_LENGTH": _int("RAPPORT_MAX_UPLOAD_BYTES", 25 * 1024 * 1024) + 1024 * 1024,

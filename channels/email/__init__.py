@@ -37,14 +37,19 @@ def init_app(app: Flask) -> None:
     for name, default in SETTINGS.items():
         value = os.environ.get(name)
         app.config.setdefault(name, int(value) if value else default)
+    # XOAUTH2 refresh-token providers: JSON, or the path of a JSON file (see oauth.py).
+    app.config.setdefault(
+        "RAPPORT_EMAIL_OAUTH_PROVIDERS", os.environ.get("RAPPORT_EMAIL_OAUTH_PROVIDERS", "")
+    )
 
     from channels.base import register
-    from channels.email import autoreply, imap, inbound, models  # noqa: F401 (registration)
+    from channels.email import autoreply, imap, inbound, models, oauth  # noqa: F401 (registration)
     from channels.email.channel import EmailChannel
     from helpdesk import quarantine
     from helpdesk.models import quarantine as quarantine_models  # noqa: F401 (metadata)
 
     register(EmailChannel())
+    oauth.init_app(app)
     if "email_admin" not in app.blueprints:
         from channels.email import cli, views
 

@@ -45,6 +45,7 @@ from channels.email.mailboxes import (
     ImapSettings,
     access_token,
     acquire_lease,
+    forget_access_token,
     imap_settings,
     own_addresses,
     release_lease,
@@ -125,7 +126,10 @@ def new_owner(kind: str = "job") -> str:
 def connect(settings: ImapSettings, timeout: float = 60.0) -> Any:
     """Open, secure and log in an IMAP connection for a mailbox."""
     from imapclient import IMAPClient
+    from imapclient.exceptions import LoginError
 
+    # Checked before connecting: a password that must be re-entered is not worth a login attempt.
+    password = None if settings.oauth_provider else settings.login_password()
     context = tls_context() if settings.security is not Security.NONE else None
     client = IMAPClient(
         settings.host,
@@ -138,11 +142,16 @@ def connect(settings: ImapSettings, timeout: float = 60.0) -> Any:
         if settings.security is Security.STARTTLS:
             client.starttls(context)
         if settings.oauth_provider:
-            client.oauth2_login(
-                settings.username, access_token(settings.oauth_provider, settings.username)
-            )
+            try:
+                client.oauth2_login(
+                    settings.username, access_token(settings.oauth_provider, settings.username)
+                )
+            except LoginError:
+                # Revoked early, perhaps: the next attempt fetches a new token.
+                forget_access_token(settings.oauth_provider, settings.username)
+                raise
         else:
-            client.login(settings.username, settings.password or "")
+            client.login(settings.username, password)
     except BaseException:
         with contextlib.suppress(Exception):  # the original error matters, not this one
             client.shutdown()

@@ -1,7 +1,7 @@
 """Mailbox operations: create and edit, choose one, lease it to one poller, test connections.
 
-Passwords are write-only: they are stored, used to connect, and never shown,
-logged or returned. The connection settings handed to IMAP and SMTP code are
+Passwords are write-only: they are stored (encrypted, see passwords.py), used
+to connect, and never shown, logged or returned. The connection settings handed to IMAP and SMTP code are
 plain snapshots (:class:`ImapSettings`, :class:`SmtpSettings`) so no network
 call ever runs with a database object, or a transaction, in hand.
 """
@@ -9,7 +9,6 @@ call ever runs with a database object, or a transaction, in hand.
 from __future__ import annotations
 
 import contextlib
-import functools
 import smtplib
 import socket
 import ssl
@@ -20,7 +19,10 @@ from typing import Any
 
 from sqlalchemy import func, or_, select, update
 
+from channels.email import oauth
 from channels.email.models import Mailbox, Security
+from channels.email.passwords import PasswordUnreadable, is_unreadable
+from channels.email.tls import tls_context
 from helpdesk.actors import Actor
 from helpdesk.extensions import db
 from helpdesk.models import utcnow
@@ -50,12 +52,6 @@ SECRET_FIELDS = ("imap_password", "smtp_password")
 CONNECT_TIMEOUT = 15.0
 
 
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """One verifying TLS context per process; loading the CA store takes ~0.15 s."""
-    return ssl.create_default_context()
-
-
 # Settings snapshots ------------------------------------------------------------
 
 
@@ -72,6 +68,14 @@ class ImapSettings:
     folder: str
     password: str | None = field(default=None, repr=False)
     oauth_provider: str | None = None
+    #: The stored password exists but the current secret key cannot decrypt it.
+    password_unreadable: bool = False
+
+    def login_password(self) -> str:
+        """The password to log in with; raises when it has to be re-entered first."""
+        if self.password_unreadable:
+            raise PasswordUnreadable("IMAP")
+        return self.password or ""
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,13 @@ class SmtpSettings:
     security: Security
     username: str = ""
     password: str | None = field(default=None, repr=False)
+    password_unreadable: bool = False
+
+    def login_password(self) -> str:
+        """The password to log in with; raises when it has to be re-entered first."""
+        if self.password_unreadable:
+            raise PasswordUnreadable("SMTP")
+        return self.password or ""
 
 
 def imap_settings(mailbox: Mailbox) -> ImapSettings:
@@ -96,6 +107,7 @@ def imap_settings(mailbox: Mailbox) -> ImapSettings:
         folder=mailbox.imap_folder or "INBOX",
         password=mailbox.imap_password,
         oauth_provider=mailbox.oauth_provider or None,
+        password_unreadable=is_unreadable(mailbox.imap_password),
     )
 
 
@@ -106,6 +118,7 @@ def smtp_settings(mailbox: Mailbox) -> SmtpSettings:
         security=mailbox.smtp_security,
         username=mailbox.smtp_username or "",
         password=mailbox.smtp_password,
+        password_unreadable=is_unreadable(mailbox.smtp_password),
     )
 
 
@@ -123,16 +136,24 @@ def register_token_provider(name: str, provider: TokenProvider) -> TokenProvider
 
 
 def token_provider_names() -> list[str]:
-    return sorted(_token_providers)
+    """Providers registered in code and those configured for the current app."""
+    return sorted(set(_token_providers) | set(oauth.configured_providers()))
 
 
 def access_token(provider: str, username: str) -> str:
-    try:
-        return _token_providers[provider](username)
-    except KeyError:
-        raise OperationError(
-            f"no XOAUTH2 token provider named '{provider}' is registered"
-        ) from None
+    """A live access token for ``username``; raises OperationError in words when none."""
+    source = _token_providers.get(provider) or oauth.configured_providers().get(provider)
+    if source is None:
+        raise OperationError(f"no XOAUTH2 token provider named '{provider}' is registered")
+    return source(username)
+
+
+def forget_access_token(provider: str, username: str) -> None:
+    """Drop a cached token the server refused, so the next login fetches a fresh one."""
+    source = _token_providers.get(provider) or oauth.configured_providers().get(provider)
+    forget = getattr(source, "forget", None)
+    if forget is not None:
+        forget(username)
 
 
 # Create, edit, choose ----------------------------------------------------------
@@ -375,8 +396,8 @@ def check_imap(settings: ImapSettings) -> ConnectionReport:
     report = ConnectionReport("IMAP")
     if not _check_network(report, settings.host, settings.port):
         return report
-    context = tls_context()
     try:
+        context = tls_context() if settings.security is not Security.NONE else None
         client = IMAPClient(
             settings.host,
             port=settings.port,
@@ -401,9 +422,19 @@ def check_imap(settings: ImapSettings) -> ConnectionReport:
         try:
             if settings.oauth_provider:
                 token = access_token(settings.oauth_provider, settings.username)
-                client.oauth2_login(settings.username, token)
+                try:
+                    client.oauth2_login(settings.username, token)
+                except LoginError:
+                    forget_access_token(settings.oauth_provider, settings.username)
+                    raise
             else:
-                client.login(settings.username, settings.password or "")
+                client.login(settings.username, settings.login_password())
+        except PasswordUnreadable as exc:
+            report.add("Login", False, str(exc))
+            return report
+        except oauth.TokenUnavailable as exc:
+            report.add("Login", False, f"{exc}.")
+            return report
         except (LoginError, OperationError) as exc:
             report.add(
                 "Login",
@@ -468,7 +499,7 @@ def check_smtp(settings: SmtpSettings) -> ConnectionReport:
             "Check the username and password.",
         )
         return report
-    except SmtpLoginUnsupported as exc:
+    except (SmtpLoginUnsupported, PasswordUnreadable) as exc:
         report.add("Login", False, str(exc))
         return report
     except (smtplib.SMTPException, OSError) as exc:
@@ -493,6 +524,8 @@ class SmtpLoginUnsupported(smtplib.SMTPException):
 
 def open_smtp(settings: SmtpSettings, timeout: float = 30.0) -> smtplib.SMTP:
     """Connect, secure and log in as the settings say; the caller quits."""
+    # Checked before connecting: a password that must be re-entered is not worth a connection.
+    password = settings.login_password() if settings.username else ""
     smtp: smtplib.SMTP
     if settings.security is Security.SSL:
         smtp = smtplib.SMTP_SSL(
@@ -512,7 +545,7 @@ def open_smtp(settings: SmtpSettings, timeout: float = 30.0) -> smtplib.SMTP:
                     + ("" if settings.security is not Security.NONE else " without TLS")
                     + ". Leave the SMTP username empty, or enable TLS."
                 )
-            smtp.login(settings.username, settings.password or "")
+            smtp.login(settings.username, password)
     except BaseException:
         smtp.close()
         raise

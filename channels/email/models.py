@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from channels.email.passwords import EncryptedText
 from helpdesk.extensions import db
 from helpdesk.models import Team
 from helpdesk.models._types import UTCDateTime, enum_type, utcnow
@@ -38,7 +39,8 @@ class Mailbox(db.Model):  # type: ignore[name-defined]
     imap_port: Mapped[int] = mapped_column(default=993)
     imap_security: Mapped[Security] = mapped_column(enum_type(Security, 16), default=Security.SSL)
     imap_username: Mapped[str] = mapped_column(String(320), default="")
-    imap_password: Mapped[str | None] = mapped_column(String(500))
+    #: Encrypted at rest (see passwords.py); reads as plain text, or UnreadablePassword.
+    imap_password: Mapped[str | None] = mapped_column(EncryptedText)
     #: Name of a registered XOAUTH2 token provider; used instead of the password when set.
     oauth_provider: Mapped[str | None] = mapped_column(String(64))
     imap_folder: Mapped[str] = mapped_column(String(255), default="INBOX")
@@ -49,7 +51,7 @@ class Mailbox(db.Model):  # type: ignore[name-defined]
         enum_type(Security, 16), default=Security.STARTTLS
     )
     smtp_username: Mapped[str] = mapped_column(String(320), default="")
-    smtp_password: Mapped[str | None] = mapped_column(String(500))
+    smtp_password: Mapped[str | None] = mapped_column(EncryptedText)
 
     # Poller state: advanced only after the mail it covers is committed.
     uidvalidity: Mapped[int | None] = mapped_column(BigInteger)

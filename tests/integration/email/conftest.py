@@ -21,7 +21,13 @@ import pytest
 # Imported before the session creates the schema, so these tables exist.
 import channels.email.models  # noqa: F401
 import helpdesk.models.quarantine  # noqa: F401
-from tests.integration.email.mailservers import dovecot_available, start_dovecot, start_smtp
+from tests.integration.email.certificates import Certificates, make_certificates
+from tests.integration.email.mailservers import (
+    dovecot_available,
+    start_dovecot,
+    start_smtp,
+    start_token_server,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 CHATWOOT = REPO / ".." / "shared" / "corpora" / "email" / "chatwoot"
@@ -35,6 +41,42 @@ def dovecot() -> Iterator[Any]:
     if not dovecot_available():
         pytest.skip("dovecot is not installed (apt-get install dovecot-imapd)")
     server = start_dovecot({SUPPORT: PASSWORD, "other@example.test": "other-secret"})
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    """A private CA made for this session and a certificate for 127.0.0.1 it signed."""
+    return make_certificates(tmp_path_factory.mktemp("certificates"))
+
+
+@pytest.fixture(scope="session")
+def tls_dovecot(certificates: Certificates) -> Iterator[Any]:
+    """Dovecot with the private CA's certificate: STARTTLS on ``port``, implicit TLS on ``ssl_port``."""
+    if not dovecot_available():
+        pytest.skip("dovecot is not installed (apt-get install dovecot-imapd)")
+    server = start_dovecot({SUPPORT: PASSWORD}, certificates=certificates)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def token_server() -> Iterator[Any]:
+    """A local OAuth2 server: refresh-token grants for Rapport, introspection for Dovecot."""
+    server = start_token_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def oauth_dovecot(token_server: Any) -> Iterator[Any]:
+    """Dovecot whose XOAUTH2 logins are checked against ``token_server``'s introspection."""
+    if not dovecot_available():
+        pytest.skip("dovecot is not installed (apt-get install dovecot-imapd)")
+    server = start_dovecot(
+        {SUPPORT: PASSWORD}, oauth2_introspection_url=f"{token_server.url}/introspect"
+    )
     yield server
     server.stop()
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.integration.email.certificates import Certificates
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -48,6 +50,8 @@ class Dovecot:
     directory: Path
     process: subprocess.Popen[bytes]
     users: dict[str, str]
+    #: The implicit-TLS (IMAPS) port, when started with certificates; ``port`` then offers STARTTLS.
+    ssl_port: int | None = None
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -73,9 +77,9 @@ log_path = {d}/dovecot.log
 instance_name = dovecot-test-{port}
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{mechanisms}
 default_internal_user = {user}
 default_internal_group = {group}
 default_login_user = {login_user}
@@ -84,7 +88,7 @@ mail_location = maildir:~/Maildir
 mail_fsync = never
 # Tests log in with wrong passwords on purpose; no penalty delays for localhost.
 auth_failure_delay = 0
-passdb {{
+{oauth2_passdb}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {d}/users
 }}
@@ -99,7 +103,9 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {ssl_port}
+    ssl = yes
   }}
 }}
 service anvil {{
@@ -111,11 +117,44 @@ service anvil {{
 """
 
 
-def start_dovecot(users: dict[str, str]) -> Dovecot:
-    """Start Dovecot in the foreground with plaintext IMAP for ``users`` (address: password)."""
+_TLS = """\
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}"""
+
+# Dovecot asks this URL whether an XOAUTH2 access token is live and whose it is.
+_OAUTH2_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {d}/oauth2.conf.ext
+}}
+"""
+_OAUTH2_ARGS = """\
+introspection_mode = post
+introspection_url = {url}
+username_attribute = email
+active_attribute = active
+active_value = true
+"""
+
+
+def start_dovecot(
+    users: dict[str, str],
+    *,
+    certificates: Certificates | None = None,
+    oauth2_introspection_url: str | None = None,
+) -> Dovecot:
+    """Start Dovecot in the foreground with IMAP for ``users`` (address: password).
+
+    Plaintext only by default. With ``certificates`` the IMAP port offers
+    STARTTLS and ``ssl_port`` speaks implicit TLS. With ``oauth2_introspection_url``
+    XOAUTH2 and OAUTHBEARER logins are checked against that introspection endpoint.
+    """
     directory = Path(tempfile.mkdtemp(prefix="dv"))
     directory.chmod(0o755)
     port = free_port()
+    ssl_port = free_port() if certificates else 0
     if os.geteuid() == 0:
         # Dovecot refuses mail owned by uid 0: the mail belongs to nobody.
         nobody = pwd.getpwnam("nobody")
@@ -136,13 +175,25 @@ def start_dovecot(users: dict[str, str]) -> Dovecot:
         for path in [directory / "mail", *(directory / "mail").iterdir()]:
             os.chown(path, uid, gid)
     (directory / "users").write_text("\n".join(lines) + "\n")
+    if oauth2_introspection_url:
+        (directory / "oauth2.conf.ext").write_text(
+            _OAUTH2_ARGS.format(url=oauth2_introspection_url)
+        )
     (directory / "dovecot.conf").write_text(
         _CONF.format(
             d=directory,
             port=port,
+            ssl_port=ssl_port,
             user=internal_user,
             group=internal_group,
             login_user=login_user,
+            ssl=(
+                _TLS.format(cert=certificates.cert_file, key=certificates.key_file)
+                if certificates
+                else "ssl = no"
+            ),
+            mechanisms=" xoauth2 oauthbearer" if oauth2_introspection_url else "",
+            oauth2_passdb=_OAUTH2_PASSDB.format(d=directory) if oauth2_introspection_url else "",
         )
     )
     process = subprocess.Popen(
@@ -152,13 +203,15 @@ def start_dovecot(users: dict[str, str]) -> Dovecot:
     )
     try:
         wait_for_port(port)
+        if ssl_port:
+            wait_for_port(ssl_port)
     except TimeoutError:
         process.kill()
         log = (
             (directory / "dovecot.log").read_text() if (directory / "dovecot.log").exists() else ""
         )
         raise RuntimeError(f"dovecot did not start: {log[-2000:]}") from None
-    return Dovecot("127.0.0.1", port, directory, process, dict(users))
+    return Dovecot("127.0.0.1", port, directory, process, dict(users), ssl_port or None)
 
 
 @dataclass
@@ -190,11 +243,42 @@ class SmtpServer:
         self.defer.clear()
 
 
-def start_smtp() -> SmtpServer:
-    """Start aiosmtpd on a free port; what it accepts lands in ``received``."""
+def start_smtp(
+    *,
+    tls: str | None = None,
+    certificates: Certificates | None = None,
+    logins: dict[str, str] | None = None,
+) -> SmtpServer:
+    """Start aiosmtpd on a free port; what it accepts lands in ``received``.
+
+    ``tls="ssl"`` speaks TLS from the first byte; ``tls="starttls"`` requires
+    STARTTLS before any mail. With ``logins`` (username: password) AUTH is
+    offered (after STARTTLS only, where there is one) and checked.
+    """
+    import ssl
+
     from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
 
     port = free_port()
+    options: dict[str, Any] = {}
+    if tls:
+        assert certificates is not None, "TLS needs certificates"
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(certificates.cert_file, certificates.key_file)
+        if tls == "ssl":
+            # aiosmtpd counts only STARTTLS as TLS for AUTH; this socket is TLS from the start.
+            options.update(ssl_context=context, auth_require_tls=False)
+        else:
+            options.update(tls_context=context, require_starttls=True)
+    if logins is not None:
+
+        def authenticator(smtp, session, envelope, mechanism, auth_data):
+            login = auth_data.login.decode()
+            return AuthResult(success=logins.get(login) == auth_data.password.decode())
+
+        # Required too, except on implicit TLS, where aiosmtpd would warn about it (see above).
+        options.update(authenticator=authenticator, auth_required=tls != "ssl")
     server = SmtpServer("127.0.0.1", port, controller=None)
 
     class Handler:
@@ -213,7 +297,128 @@ def start_smtp() -> SmtpServer:
                 )
             return "250 Message accepted for delivery"
 
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port, **options)
     controller.start()
     server.controller = controller
+    return server
+
+
+@dataclass
+class TokenRequest:
+    path: str
+    form: dict[str, str]
+    authorization: str | None
+
+
+@dataclass
+class TokenServer:
+    """A small OAuth2 authorization server: refresh-token grants and token introspection.
+
+    ``POST /token`` answers ``grant_type=refresh_token`` for the refresh tokens in
+    ``refresh_tokens`` (refresh token: the user it belongs to) with a new access
+    token every time; ``POST /introspect`` tells whether an access token it issued
+    is live and whose it is (RFC 7662), which is what Dovecot's oauth2 passdb asks.
+    Every request lands in ``requests``.
+    """
+
+    url: str
+    server: Any
+    refresh_tokens: dict[str, str] = field(default_factory=dict)
+    client_id: str = "rapport"
+    client_secret: str = "client-secret"
+    expires_in: int = 3600
+    issued: dict[str, str] = field(default_factory=dict)
+    revoked: set[str] = field(default_factory=set)
+    requests: list[TokenRequest] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def token_requests(self) -> list[TokenRequest]:
+        with self.lock:
+            return [r for r in self.requests if r.path == "/token"]
+
+    def introspections(self) -> list[TokenRequest]:
+        with self.lock:
+            return [r for r in self.requests if r.path == "/introspect"]
+
+    def clear(self) -> None:
+        """Forget requests and every token issued so far."""
+        with self.lock:
+            self.requests.clear()
+            self.issued.clear()
+        self.revoked.clear()
+
+    def answer(
+        self, path: str, form: dict[str, str], authorization: str | None
+    ) -> tuple[int, dict[str, Any]]:
+        import base64
+        import secrets as secrets_lib
+
+        with self.lock:
+            self.requests.append(TokenRequest(path, form, authorization))
+        if path == "/introspect":
+            token = form.get("token", "")
+            user = self.issued.get(token)
+            if user is None or token in self.revoked:
+                return 200, {"active": False}
+            return 200, {"active": True, "email": user, "scope": "imap"}
+        if path != "/token":
+            return 404, {"error": "not_found"}
+        basic = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        by_form = (form.get("client_id"), form.get("client_secret")) == (
+            self.client_id,
+            self.client_secret,
+        )
+        if authorization != f"Basic {basic}" and not by_form:
+            return 401, {
+                "error": "invalid_client",
+                "error_description": "client authentication failed",
+            }
+        if form.get("grant_type") != "refresh_token":
+            return 400, {"error": "unsupported_grant_type"}
+        user = self.refresh_tokens.get(form.get("refresh_token", ""))
+        if user is None:
+            return 400, {
+                "error": "invalid_grant",
+                "error_description": "Token has been expired or revoked.",
+            }
+        access = "at-" + secrets_lib.token_urlsafe(24)
+        with self.lock:
+            self.issued[access] = user
+        return 200, {"access_token": access, "token_type": "Bearer", "expires_in": self.expires_in}
+
+
+def start_token_server() -> TokenServer:
+    """Serve :class:`TokenServer` on a free port in a thread."""
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qsl
+
+    holder: dict[str, TokenServer] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            form = dict(parse_qsl(self.rfile.read(length).decode()))
+            status, body = holder["server"].answer(
+                self.path.split("?", 1)[0], form, self.headers.get("Authorization")
+            )
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # the requests are recorded; stderr stays quiet
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    server = TokenServer(f"http://127.0.0.1:{httpd.server_address[1]}", httpd)
+    holder["server"] = server
+    threading.Thread(target=httpd.serve_forever, name="token-server", daemon=True).start()
     return server
