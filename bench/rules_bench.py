@@ -4,9 +4,12 @@ Run through ``make bench`` (bench/run.py), or alone: ``python bench/rules_bench.
 Prints a Markdown section. Measures, for one ``ticket.updated`` event:
 
 - conditions only: the 200 compiled rules evaluated over facts already built;
-- per event: load the enabled rules (one indexed query), load the ticket and its
-  contact, build the facts, evaluate all 200 rules (what the rule job does before
-  any action runs).
+- per event: take the enabled rules from the per-app cache, read the facts the
+  conditions ask for (one query: the ticket's columns with its tags, its contact and
+  the contact's order figures, as the rules' conditions read them), evaluate all
+  200 rules: what the rule job does before any action runs;
+- the same right after a rule change, when the cached rules list is read again
+  (in this process at once; other processes within ``RULES_TTL`` seconds).
 """
 
 from __future__ import annotations
@@ -77,8 +80,8 @@ def main() -> None:
 
     wire(app)
     from automation.rules.conditions import Facts
-    from automation.rules.engine import cache, enabled_rules, matching
-    from automation.rules.facts import build_facts, load_subject
+    from automation.rules.engine import cache, forget_enabled_triggers, matching, rules_for
+    from automation.rules.facts import build_facts, event_facts, load_subject
     from automation.rules.operations import create_rule
     from helpdesk.actors import Actor
     from helpdesk.extensions import db
@@ -102,10 +105,15 @@ def main() -> None:
             "actor_kind": "user",
         }
 
-        rules = enabled_rules("ticket.updated")
+        rule_set = rules_for("ticket.updated")
+        rules = rule_set.rules
         assert len(rules) == RULES
-        facts = build_facts(load_subject("ticket.updated", refs))
+        facts = event_facts("ticket.updated", refs, fields=rule_set.fields)
+        assert facts is not None
         matched = len(matching(rules, facts))  # warms the compiled-rule cache
+        # The column-read facts decide like the facts of the loaded records.
+        assert matched == len(matching(rules, build_facts(load_subject("ticket.updated", refs))))
+        db.session.rollback()
         pure: list[float] = []
         for _ in range(EVENTS):
             fresh = Facts(dict(facts._values))
@@ -113,14 +121,26 @@ def main() -> None:
             matching(rules, fresh)
             pure.append((time.perf_counter() - start) * 1000)
 
+        def per_event() -> float:
+            start = time.perf_counter()
+            event_rules = rules_for("ticket.updated")
+            event = event_facts("ticket.updated", refs, fields=event_rules.fields)
+            assert event is not None
+            found = len(matching(event_rules.rules, event))
+            took = (time.perf_counter() - start) * 1000
+            assert found == matched
+            return took
+
         full: list[float] = []
         for _ in range(EVENTS // 4):
             db.session.expire_all()
-            start = time.perf_counter()
-            event_rules = enabled_rules("ticket.updated")
-            subject = load_subject("ticket.updated", refs)
-            matching(event_rules, build_facts(subject))
-            full.append((time.perf_counter() - start) * 1000)
+            full.append(per_event())
+            db.session.rollback()
+        changed: list[float] = []
+        for _ in range(EVENTS // 20):
+            db.session.expire_all()
+            forget_enabled_triggers()
+            changed.append(per_event())
             db.session.rollback()
         cached = len(cache._items)
 
@@ -132,18 +152,21 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|")
     for label, values in (
         ("conditions only (200 rules over built facts)", pure),
-        ("per event: rules query + load + facts + 200 rules", full),
+        ("per event: cached rules + facts read + 200 rules", full),
+        ("per event right after a rule change: rules query + the above", changed),
     ):
         print(
             f"| {label} | {len(values)} | {statistics.median(values):.3f} ms | "
             f"{percentile(values, 0.95):.3f} ms | {max(values):.3f} ms |"
         )
-    target = statistics.median(pure)
+    target = statistics.median(full)
     verdict = "meets" if target < 2 else "misses"
     print(
-        f"\nTarget: evaluating 200 rules under 2 ms median per event: {verdict} it "
-        f"({target:.3f} ms). The per-event path adds a fixed cost for the database reads "
-        f"(rules list, ticket, contact, the facts conditions read), independent of the rule count."
+        f"\nTarget: rule evaluation per event with 200 enabled rules under 2 ms median: "
+        f"{verdict} it ({target:.3f} ms). The enabled rules are cached per app, compiled, for "
+        f"up to RULES_TTL seconds and dropped by every rule change in the process that makes "
+        f"it; the facts the conditions read come from one query of columns (the ticket, its "
+        f"tags, its contact and order figures), any other read waits until a condition needs it."
     )
 
 

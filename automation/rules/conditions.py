@@ -11,6 +11,7 @@ version by the engine.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from operator import ge, gt, le, lt
 from typing import Any
 
 from .schema import DYNAMIC_PREFIXES, PRIORITIES
@@ -80,36 +81,38 @@ def _as_list(value: Any) -> list[Any]:
     return [_fold(value)]
 
 
-def _ordered(field: str) -> bool:
-    return field == "ticket.priority"
+def _rank(value: Any) -> float | None:
+    return float(_RANK[value]) if value in _RANK else None
 
 
-def _comparable(field: str, value: Any) -> float | None:
-    if _ordered(field):
-        return float(_RANK[value]) if value in _RANK else None
-    return _number(value)
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "gt": gt,
+    "gte": ge,
+    "lt": lt,
+    "lte": le,
+}
 
 
 def _make_test(field: str, operator: str, expected: Any) -> Callable[[Any], bool]:
-    """Return a predicate over the actual value for one leaf condition."""
+    """Return a predicate over the actual value for one leaf condition.
+
+    Everything that depends only on the condition is worked out here, once per
+    rule version, so the predicate does the least per event.
+    """
     if operator == "is_set":
         return lambda actual: actual not in (None, "", [], {})
     if operator == "is_not_set":
         return lambda actual: actual in (None, "", [], {})
-    if operator in ("gt", "gte", "lt", "lte"):
-        bound = _comparable(field, expected)
+    if operator in _COMPARE:
+        convert = _rank if field == "ticket.priority" else _number
+        bound = convert(expected)
+        if bound is None:
+            return lambda actual: False
+        holds = _COMPARE[operator]
 
         def compare(actual: Any) -> bool:
-            have = _comparable(field, actual)
-            if have is None or bound is None:
-                return False
-            if operator == "gt":
-                return have > bound
-            if operator == "gte":
-                return have >= bound
-            if operator == "lt":
-                return have < bound
-            return have <= bound
+            have = convert(actual)
+            return have is not None and holds(have, bound)
 
         return compare
     if operator == "between":
@@ -187,11 +190,16 @@ def compile_conditions(node: dict[str, Any], path: str = "conditions") -> Check:
     """Compile validated conditions into one callable."""
     if not node:
         return lambda facts, trace: True
+    # Plain loops: all()/any() over a generator cost a frame per part, and this runs
+    # for every rule on every event.
     if "all" in node:
         parts = [compile_conditions(c, f"{path}.all[{i}]") for i, c in enumerate(node["all"])]
 
         def all_of(facts: Facts, trace: list[dict[str, Any]] | None) -> bool:
-            return all(part(facts, trace) for part in parts)
+            for part in parts:  # noqa: SIM110
+                if not part(facts, trace):
+                    return False
+            return True
 
         return all_of
     if "any" in node:
@@ -200,7 +208,10 @@ def compile_conditions(node: dict[str, Any], path: str = "conditions") -> Check:
             return lambda facts, trace: False
 
         def any_of(facts: Facts, trace: list[dict[str, Any]] | None) -> bool:
-            return any(part(facts, trace) for part in parts)
+            for part in parts:  # noqa: SIM110
+                if part(facts, trace):
+                    return True
+            return False
 
         return any_of
     if "not" in node:
@@ -214,7 +225,9 @@ def compile_conditions(node: dict[str, Any], path: str = "conditions") -> Check:
     test = _make_test(field, operator, expected)
 
     def leaf(facts: Facts, trace: list[dict[str, Any]] | None) -> bool:
-        actual = facts.get(field)
+        actual = facts._values.get(field, _MISSING)  # Facts.get, inlined for plain values
+        if actual is _MISSING or callable(actual):
+            actual = facts.get(field)
         matched = test(actual)
         if trace is not None:
             trace.append(
@@ -230,6 +243,18 @@ def compile_conditions(node: dict[str, Any], path: str = "conditions") -> Check:
         return matched
 
     return leaf
+
+
+def condition_fields(node: dict[str, Any]) -> frozenset[str]:
+    """The fields validated conditions read (so the engine fetches those with the ticket)."""
+    if not node:
+        return frozenset()
+    for group in ("all", "any"):
+        if group in node:
+            return frozenset().union(*(condition_fields(c) for c in node[group]))
+    if "not" in node:
+        return condition_fields(node["not"])
+    return frozenset([node["field"]])
 
 
 def evaluate(

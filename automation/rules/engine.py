@@ -1,8 +1,21 @@
 """Run the enabled rules for one event: find them, evaluate, act, log the run.
 
 Compiled rules are cached per version; versions never change after they are
-written, so the cache needs no invalidation, only a bound on its size. The key
+written, so that cache needs no invalidation, only a bound on its size. The key
 includes the version's creation time because a deleted rule's ids may be reused.
+
+Which rules are enabled, for which trigger, at which version and in which
+order is cached per app for :data:`RULES_TTL` seconds (one query for all
+triggers), with each trigger's list compiled once. Every rule operation
+(create, change, restore, enable, disable, move, delete) drops the cache of
+its own process at once and again after its commit, so that process sees the
+change on its next event. Other processes (more web workers, ``huey_consumer``)
+see it within :data:`RULES_TTL` seconds: the bound the list of triggers with
+enabled rules always had, now for every rule change. Within that bound a rule
+that matches is still read from its row before it acts, so one switched off
+or deleted elsewhere never acts, and one changed elsewhere acts only if its
+current version matches too; what may wait up to the bound is a new or
+re-enabled rule, a new order, and a change that makes a rule start matching.
 """
 
 from __future__ import annotations
@@ -10,25 +23,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy import event as sa_event
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from helpdesk.actors import Actor
 from helpdesk.extensions import db
 from helpdesk.operations import audit
 
 from .actions import HANDLERS, ActionContext, ActionSkipped
-from .conditions import Check, Facts, compile_conditions
-from .facts import Subject, build_facts, load_subject
+from .conditions import Check, Facts, compile_conditions, condition_fields
+from .facts import Subject, build_facts, event_facts, load_subject
 from .models import Rule, RuleRun, RuleVersion
-from .schema import trigger_has_ticket
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +54,8 @@ class CompiledRule:
     trigger: dict[str, Any]
     check: Check
     actions: tuple[dict[str, Any], ...]
+    #: The fields the conditions read.
+    fields: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,13 +92,30 @@ class _VersionCache:
         return self._store(key, compile_version(version.id, version.number, version.definition))
 
     def for_ref(self, ref: RuleRef) -> CompiledRule:
-        hit = self._items.get(ref.key)
-        if hit is not None:
-            return hit
-        definition = db.session.scalar(
-            select(RuleVersion.definition).where(RuleVersion.id == ref.version_id)
-        )
-        return self._store(ref.key, compile_version(ref.version_id, ref.number, definition))
+        compiled = self.for_refs([ref])[0]
+        if compiled is None:
+            raise LookupError(f"rule version {ref.version_id} no longer exists")
+        return compiled
+
+    def for_refs(self, refs: Sequence[RuleRef]) -> list[CompiledRule | None]:
+        """Compiled rules for ``refs``, in order; definitions not cached load in one query.
+
+        None for a version deleted since ``refs`` were read.
+        """
+        found = {ref.key: self._items.get(ref.key) for ref in refs}
+        missing = {ref.version_id: ref for ref in refs if found[ref.key] is None}
+        if missing:
+            rows = db.session.execute(
+                select(RuleVersion.id, RuleVersion.definition).where(
+                    RuleVersion.id.in_(list(missing))
+                )
+            ).all()
+            for version_id, definition in rows:
+                ref = missing[version_id]
+                found[ref.key] = self._store(
+                    ref.key, compile_version(version_id, ref.number, definition)
+                )
+        return [found[ref.key] for ref in refs]
 
 
 def compile_version(version_id: int, number: int, definition: dict[str, Any]) -> CompiledRule:
@@ -94,51 +125,116 @@ def compile_version(version_id: int, number: int, definition: dict[str, Any]) ->
         trigger=definition["trigger"],
         check=compile_conditions(definition.get("conditions") or {}),
         actions=tuple(definition["actions"]),
+        fields=condition_fields(definition.get("conditions") or {}),
     )
 
 
 cache = _VersionCache()
 
+#: How long another process may act on a stale set of rules after a rule is
+#: created, changed, switched on or off, moved or deleted; the process that made
+#: the change forgets at once (``forget_enabled_triggers``).
+RULES_TTL = 5.0
+_CACHE_KEY = "rapport.enabled_rules"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """One trigger's enabled rules in order, compiled, and every field their conditions read."""
+
+    rules: tuple[tuple[RuleRef, CompiledRule], ...]
+    fields: frozenset[str]
+
+    @classmethod
+    def of(cls, rules: Iterable[tuple[RuleRef, CompiledRule | None]]) -> RuleSet:
+        present = tuple((ref, compiled) for ref, compiled in rules if compiled is not None)
+        return cls(present, frozenset().union(*(compiled.fields for _, compiled in present)))
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    """The enabled rules of every trigger, as read at one moment."""
+
+    refs: dict[str, tuple[RuleRef, ...]]
+    until: float
+    compiled: dict[str, RuleSet] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _RulesCache:
+    snapshot: _Snapshot | None = None
+    #: Bumped by every forget, so a read that started before it is not stored after it.
+    generation: int = 0
+
+
+def _rules_cache(app: Flask) -> _RulesCache:
+    holder = app.extensions.get(_CACHE_KEY)
+    if holder is None:
+        holder = app.extensions.setdefault(_CACHE_KEY, _RulesCache())
+    return holder
+
+
+def _snapshot() -> _Snapshot:
+    holder = _rules_cache(current_app._get_current_object())  # type: ignore[attr-defined]
+    snapshot = holder.snapshot
+    now = time.monotonic()
+    if snapshot is not None and snapshot.until >= now:
+        return snapshot
+    generation = holder.generation
+    rules, versions = Rule.__table__.c, RuleVersion.__table__.c  # columns: no ORM on this path
+    rows = db.session.execute(
+        select(rules.trigger_type, rules.id, versions.id, versions.number, versions.created_at)
+        .join_from(Rule.__table__, RuleVersion.__table__, versions.id == rules.current_version_id)
+        .where(rules.is_enabled.is_(True))
+        .order_by(rules.position, rules.id)
+    ).all()
+    by_trigger: dict[str, list[RuleRef]] = {}
+    for trigger, rule_id, version_id, number, created_at in rows:
+        by_trigger.setdefault(trigger, []).append(RuleRef(rule_id, version_id, number, created_at))
+    snapshot = _Snapshot(
+        refs={trigger: tuple(refs) for trigger, refs in by_trigger.items()},
+        until=now + RULES_TTL,
+    )
+    if holder.generation == generation:
+        holder.snapshot = snapshot
+    return snapshot
+
 
 def enabled_rules(trigger_type: str) -> list[RuleRef]:
-    """Enabled rules for a trigger with their current versions, in order (one indexed query)."""
-    rows = db.session.execute(
-        select(Rule.id, RuleVersion.id, RuleVersion.number, RuleVersion.created_at)
-        .join(RuleVersion, RuleVersion.id == Rule.current_version_id)
-        .where(Rule.trigger_type == trigger_type, Rule.is_enabled.is_(True))
-        .order_by(Rule.position, Rule.id)
-    ).all()
-    return [RuleRef(*row) for row in rows]
+    """Enabled rules for a trigger with their current versions, in order (cached per app)."""
+    return list(_snapshot().refs.get(trigger_type, ()))
 
 
-#: How long another process may act on a stale list of triggers after a rule is
-#: switched on or off; this process forgets at once (``forget_enabled_triggers``).
-ENABLED_TRIGGERS_TTL = 5.0
-_CACHE_KEY = "rapport.enabled_rule_triggers"
+def rules_for(trigger_type: str) -> RuleSet:
+    """Enabled rules for a trigger, in order, each with its compiled version (cached per app)."""
+    snapshot = _snapshot()
+    hit = snapshot.compiled.get(trigger_type)
+    if hit is None:
+        refs = snapshot.refs.get(trigger_type, ())
+        hit = RuleSet.of(zip(refs, cache.for_refs(refs), strict=True))
+        snapshot.compiled[trigger_type] = hit
+    return hit
 
 
 def enabled_triggers() -> frozenset[str]:
-    """The trigger types that have at least one enabled rule, cached briefly per app.
+    """The trigger types that have at least one enabled rule (cached per app).
 
     Every event asks this; without the cache each one cost a transaction of its
     own (on SQLite a write lock) even when no rule exists at all.
     """
-    cache = current_app.extensions.setdefault(_CACHE_KEY, {})
-    now = time.monotonic()
-    if cache.get("until", 0.0) < now:
-        cache["triggers"] = frozenset(
-            db.session.scalars(
-                select(Rule.trigger_type).where(Rule.is_enabled.is_(True)).distinct()
-            )
-        )
-        cache["until"] = now + ENABLED_TRIGGERS_TTL
-    return cache["triggers"]
+    return frozenset(_snapshot().refs)
+
+
+def _forget(app: Flask) -> None:
+    holder = _rules_cache(app)
+    holder.generation += 1
+    holder.snapshot = None
 
 
 def forget_enabled_triggers() -> None:
-    """Drop the cached trigger list now and again once this transaction commits."""
+    """Drop this process's cached rules now and again once this transaction commits."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    app.extensions.pop(_CACHE_KEY, None)
+    _forget(app)
     # A lookup between now and the commit would cache the old state; forget it then too.
     db.session.info[_CACHE_KEY] = app
 
@@ -147,7 +243,16 @@ def forget_enabled_triggers() -> None:
 def _forget_after_commit(session: Session) -> None:
     app = session.info.pop(_CACHE_KEY, None)
     if app is not None:
-        app.extensions.pop(_CACHE_KEY, None)
+        _forget(app)
+
+
+@sa_event.listens_for(Session, "after_soft_rollback")
+def _forget_after_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
+    # A lookup in this transaction may have cached the rule change just undone.
+    if previous_transaction.parent is None:
+        app = session.info.pop(_CACHE_KEY, None)
+        if app is not None:
+            _forget(app)
 
 
 def has_enabled_rules(trigger_type: str) -> bool:
@@ -164,16 +269,39 @@ def _evaluate(compiled: CompiledRule, facts: Facts) -> list[dict[str, Any]] | No
 
 
 def matching(
-    refs: Iterable[RuleRef], facts: Facts
+    rules: Iterable[tuple[RuleRef, CompiledRule]], facts: Facts
 ) -> list[tuple[RuleRef, CompiledRule, list[dict[str, Any]]]]:
     """The rules whose conditions hold, with the conditions they evaluated."""
     out = []
-    for ref in refs:
-        compiled = cache.for_ref(ref)
+    for ref, compiled in rules:
         trace = _evaluate(compiled, facts)
         if trace is not None:
             out.append((ref, compiled, trace))
     return out
+
+
+def _current(
+    rule: Rule,
+    ref: RuleRef,
+    compiled: CompiledRule,
+    trace: list[dict[str, Any]],
+    facts: Facts,
+) -> tuple[CompiledRule, list[dict[str, Any]]] | None:
+    """The rule's current version and trace, if the rule is still on and still matches.
+
+    The cached list may be up to ``RULES_TTL`` old when another process changed the
+    rule; the row read here is not, so a matched rule is never acted on stale.
+    """
+    if not rule.is_enabled or rule.current_version_id is None:
+        return None
+    if rule.current_version_id == ref.version_id:
+        return compiled, trace
+    version = rule.current_version
+    if version is None:
+        return None
+    compiled = cache.get(version)
+    fresh = _evaluate(compiled, facts)
+    return None if fresh is None else (compiled, fresh)
 
 
 def run_rules(
@@ -185,27 +313,34 @@ def run_rules(
 ) -> list[RuleRun]:
     """Evaluate the enabled rules for ``trigger`` over the records in ``refs`` and act.
 
+    Until a rule matches, facts come from a few column reads, each only when a
+    condition first needs it; the records themselves load for the first match.
     Flushes; the caller commits.
     """
     if rules is None:
-        rules = enabled_rules(trigger)
-    if not rules:
+        ordered = rules_for(trigger)
+    else:
+        ordered = RuleSet.of(zip(rules, cache.for_refs(rules), strict=True))
+    if not ordered.rules:
         return []
-    subject = load_subject(trigger, refs)
-    if trigger_has_ticket(trigger) and subject.ticket is None:
+    facts = event_facts(trigger, refs, now=now, fields=ordered.fields)
+    if facts is None:  # the ticket is gone or merged away
         return []
-    if subject.ticket is not None and subject.ticket.merged_into_id is not None:
-        return []
-    facts = build_facts(subject, now=now)
+    subject: Subject | None = None
     runs = []
-    for ref in rules:
-        compiled = cache.for_ref(ref)
+    for ref, compiled in ordered.rules:
         trace = _evaluate(compiled, facts)
         if trace is None:
             continue
         rule = db.session.get(Rule, ref.rule_id)
         if rule is None:
             continue
+        current = _current(rule, ref, compiled, trace, facts)
+        if current is None:
+            continue
+        compiled, trace = current
+        if subject is None:
+            subject = load_subject(trigger, refs)
         runs.append(execute(rule, compiled, subject, trace, trigger))
         # Later rules see what earlier ones changed (in order, like the list says).
         facts = build_facts(subject, now=now)

@@ -141,6 +141,7 @@ def move_rule(rule: Rule, offset: int, *, actor: Actor) -> Rule:
     for position, item in enumerate(ordered, start=1):
         item.position = position
     db.session.flush()
+    forget_enabled_triggers()  # the engine caches each trigger's rules in order
     audit.record("rule.moved", actor=actor, rule_id=rule.id, position=rule.position)
     return rule
 

@@ -159,3 +159,30 @@ def test_a_validated_rule_evaluates_as_written():
         }
     )
     assert check(rule["conditions"]) is True
+
+
+def test_condition_fields_names_every_field_the_conditions_read_at_any_depth():
+    from automation.rules.conditions import condition_fields
+
+    node = {
+        "any": [
+            leaf("ticket.priority", "gte", "high"),
+            {
+                "all": [
+                    leaf("contact.total_spend", "gt", 100),
+                    {"not": leaf("ticket.attributes.plan", "is", "free")},
+                ]
+            },
+        ]
+    }
+    assert condition_fields(node) == {
+        "ticket.priority",
+        "contact.total_spend",
+        "ticket.attributes.plan",
+    }
+    assert condition_fields({}) == frozenset()
+
+
+def test_an_order_comparison_with_an_unknown_bound_never_holds():
+    assert not check(leaf("ticket.priority", "gt", "someday"))
+    assert not check(leaf("ticket.priority", "lt", "someday"))
