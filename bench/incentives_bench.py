@@ -1,7 +1,8 @@
 """Incentive benchmarks: bulk voucher-code generation into the database, and redemption.
 
 Run alone: ``python bench/incentives_bench.py --db sqlite --codes 200000``
-(``--db postgresql`` starts a throwaway server). Prints a Markdown section.
+(``--db postgresql`` starts a throwaway server). Without ``--db`` it runs SQLite and,
+where the PostgreSQL server binaries are installed, PostgreSQL. Prints a Markdown section.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ def database(kind: str) -> Iterator[str]:
     else:
         directory = Path(tempfile.mkdtemp(prefix="rapport-bench-"))
         yield f"sqlite:///{directory / 'bench.db'}"
+
+
+def default_databases() -> list[str]:
+    """SQLite always; PostgreSQL too when its server can be started here (make bench)."""
+    from tests.servers import postgres_available
+
+    return ["sqlite", "postgresql"] if postgres_available() else ["sqlite"]
 
 
 def make_app(url: str):  # type: ignore[no-untyped-def]
@@ -129,9 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--redeem", type=int, default=500)
     args = parser.parse_args(argv)
-    kinds = args.db or ["sqlite"]
+    kinds = args.db or default_databases()
 
-    print("### Bulk voucher codes (`generate_vouchers`, chunks of 5,000, one commit)\n")
+    print("### Bulk voucher codes (`generate_vouchers`, one commit per round)\n")
     print("| database | codes per round | rounds | median codes/s | slowest round | target |")
     print("|---|---:|---:|---:|---:|---|")
     for kind in kinds:

@@ -16,7 +16,7 @@ from . import models  # noqa: F401  (tables on db.metadata)
 def init_app(app: Flask) -> None:
     """Register the approval queue, the admin pages (policies, report) and the template
     helper for the contact panel."""
-    from . import jobs, merge  # noqa: F401  (periodic expiry; contact-merge hook)
+    from . import jobs, merge, timeline  # noqa: F401  (expiry job; merge hook; timeline words)
     from .admin_views import bp as admin_bp
     from .views import bp, contact_incentives
 

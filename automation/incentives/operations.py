@@ -9,7 +9,6 @@ per-contact caps are counted under a row lock, budgets move by a conditional
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from helpdesk.models import Contact, Role, Ticket, User, utcnow
 from helpdesk.operations import audit
 from helpdesk.operations.contacts import OperationError
 
-from . import codes
+from . import bulk, codes
 from .events import (
     IncentiveDecided,
     IncentiveGranted,
@@ -1088,23 +1087,19 @@ def generate_vouchers(
     *,
     actor: Actor,
     batch: str | None = None,
-    chunk: int = 5000,
+    chunk: int | None = None,
 ) -> str:
-    """Create ``count`` shareable codes under ``policy`` in chunks; return the batch name.
+    """Create ``count`` shareable codes under ``policy``; return the batch name.
 
-    Per chunk: one query for codes that exist already, then one ``INSERT … SELECT``
-    over the chunk that skips conflicts (a concurrent batch may take a code in
-    between); what was skipped is made up in the next chunk.
+    The rows are inserted in chunks by ``bulk.insert_codes``: uniqueness comes from
+    the index on ``code``, and a collision is made up with a new code, never an error.
     """
     policy = get_policy(policy)
     terms = policy.terms()
     batch = batch or f"{policy.key}-{uuid.uuid4().hex[:10]}"
     now = utcnow()
-    table = Voucher.__table__
-    base = {
+    shared = {
         "policy_id": policy.id,
-        "contact_id": None,
-        "ticket_id": None,
         "batch": batch,
         "kind": policy.kind,
         "value": policy.value,
@@ -1117,47 +1112,7 @@ def generate_vouchers(
         "issued_at": now,
         "expires_at": expiry(terms, now),
     }
-    connection = db.session.connection()
-    dialect = connection.dialect
-    # Bind processing (datetimes, enums, JSON, decimals) is done once for the values every
-    # row shares; each chunk of codes travels as one array parameter (json_each on SQLite,
-    # unnest on PostgreSQL), so the rows are built by the database, not by Python.
-    shared = {name: value for name, value in base.items() if value is not None}
-    constants = []
-    for name in shared:
-        processor = table.c[name].type.bind_processor(dialect)
-        constants.append(processor(shared[name]) if processor else shared[name])
-    columns = ", ".join(["code", *shared])
-    if dialect.name == "postgresql":
-        marks = ", ".join(["%s"] * len(shared))
-        exists_sql = f"SELECT code FROM {table.name} WHERE code = ANY(%s)"
-        insert_sql = (
-            f"INSERT INTO {table.name} ({columns}) SELECT c, {marks} FROM unnest(%s::text[]) AS "
-            "t(c) ON CONFLICT (code) DO NOTHING"
-        )
-
-        def pack(values: list[str]) -> Any:
-            return values
-    else:
-        marks = ", ".join(["?"] * len(shared))
-        exists_sql = f"SELECT code FROM {table.name} WHERE code IN (SELECT value FROM json_each(?))"
-        # "WHERE true" keeps SQLite from reading ON CONFLICT as a join constraint.
-        insert_sql = (
-            f"INSERT INTO {table.name} ({columns}) SELECT value, {marks} FROM json_each(?) "
-            "WHERE true ON CONFLICT (code) DO NOTHING"
-        )
-
-        def pack(values: list[str]) -> Any:
-            return json.dumps(values)
-
-    made = 0
-    while made < count:
-        fresh = list(dict.fromkeys(codes.generate_codes(min(chunk, count - made))))
-        taken = {row[0] for row in connection.exec_driver_sql(exists_sql, (pack(fresh),))}
-        if taken:
-            fresh = [code for code in fresh if code not in taken]
-        inserted = connection.exec_driver_sql(insert_sql, (*constants, pack(fresh))).rowcount
-        made += max(inserted, 0)
+    made = bulk.insert_codes(db.session.connection(), Voucher.__table__, shared, count, chunk=chunk)
     audit.record(
         "vouchers.generated",
         actor=actor,

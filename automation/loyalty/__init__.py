@@ -13,6 +13,6 @@ from . import models  # noqa: F401  (tables on db.metadata)
 
 def init_app(app: Flask) -> None:
     """Connect the order listener and the periodic jobs."""
-    from . import jobs, merge  # noqa: F401  (merge registers its contact-merge hook)
+    from . import jobs, merge, timeline  # noqa: F401  (merge hook; timeline sentences)
 
     jobs.connect()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from helpdesk.extensions import db
@@ -47,8 +48,12 @@ class PointsEntry(db.Model):  # type: ignore[name-defined]
     #: Idempotency: awarding twice with the same key posts once.
     key: Mapped[str] = mapped_column(String(200), unique=True)
     reason: Mapped[str] = mapped_column(String(500), default="")
-    #: For a reversal, the entry it undoes (one reversal per entry).
-    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("points_entries.id"), unique=True)
+    #: For a reversal, the entry it undoes. A partly refunded order's earning can have
+    #: several; together they never take back more than it earned.
+    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("points_entries.id"), index=True)
+    #: For an order's earning: the amount (net of refunds by then) it was earned on, so a
+    #: later refund takes back the same share of these points, whatever today's rules say.
+    order_amount: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
     #: Lot bookkeeping on earnings: what is left to spend or expire (a projection).
     remaining: Mapped[int] = mapped_column(default=0)
     #: For spending and expiry: which lots gave how much, [[lot_id, points], ...].

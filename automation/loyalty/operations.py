@@ -163,9 +163,11 @@ def award_points(
     order: Order | None = None,
     pending_days: int | None = None,
     expires_in_days: int | None = None,
+    order_amount: Decimal | None = None,
 ) -> PointsEntry:
     """Earn ``points`` as a new lot; idempotent on ``key``. Pending through a return window
-    when ``pending_days`` (order points) is above zero."""
+    when ``pending_days`` (order points) is above zero; ``order_amount`` is what an order's
+    points were earned on (a refund takes back its share)."""
     if points <= 0:
         raise LoyaltyError("points to award must be above zero", code="invalid_points", status=422)
     now = utcnow()
@@ -185,6 +187,7 @@ def award_points(
         expires_at=now + timedelta(days=int(expiry_days)) if expiry_days else None,
         ticket_id=ticket.id if ticket is not None else None,
         order_id=order.id if order is not None else None,
+        order_amount=order_amount,
         actor_kind=actor.kind,
         actor_label=actor.label,
         created_at=now,
@@ -275,25 +278,74 @@ def deduct_points(
     return entry
 
 
+def reversed_points(entry: PointsEntry) -> int:
+    """How many of ``entry``'s points its reversals have taken back so far (0 or more)."""
+    total = db.session.scalar(
+        select(func.coalesce(func.sum(PointsEntry.points), 0)).where(
+            PointsEntry.reverses_id == entry.id
+        )
+    )
+    return abs(int(total or 0))
+
+
+def _latest_reversal(entry: PointsEntry) -> PointsEntry | None:
+    return db.session.scalars(
+        select(PointsEntry)
+        .where(PointsEntry.reverses_id == entry.id)
+        .order_by(PointsEntry.id.desc())
+        .limit(1)
+    ).first()
+
+
 def reverse_entry(
     entry: PointsEntry, *, actor: Actor, reason: str, key: str | None = None
 ) -> PointsEntry:
-    """Undo an earning or a spend with a new entry that copies its amount (never a
-    recomputation from today's rules). Reversing twice returns the first reversal."""
+    """Undo what is left of an earning or a spend with a new entry that references it and
+    carries that amount (never a recomputation from today's rules). Reversing again
+    returns the last reversal."""
+    reversal = _reverse(entry, None, actor=actor, reason=reason, key=key or f"reverse:{entry.id}")
+    if reversal is None:
+        found = _latest_reversal(entry)
+        assert found is not None  # nothing left to reverse means something was reversed
+        return found
+    return reversal
+
+
+def reverse_entry_up_to(
+    entry: PointsEntry, points: int, *, actor: Actor, reason: str, key: str
+) -> PointsEntry | None:
+    """Reverse ``entry`` until ``points`` of it are reversed in all (a partial refund):
+    post the difference, or nothing (None) when that much is reversed already.
+    Idempotent on ``key``: a replay returns the reversal the key posted."""
+    if points < 0:
+        raise LoyaltyError("points to reverse must not be negative", code="invalid_points")
+    return _reverse(entry, points, actor=actor, reason=reason, key=key)
+
+
+def _reverse(
+    entry: PointsEntry, up_to: int | None, *, actor: Actor, reason: str, key: str
+) -> PointsEntry | None:
     if entry.kind not in (EntryKind.EARN, EntryKind.SPEND):
         raise LoyaltyError("only earnings and spends can be reversed", code="not_reversible")
-    key = key or f"reverse:{entry.id}"
-    existing = db.session.execute(
-        select(PointsEntry).where(PointsEntry.reverses_id == entry.id)
-    ).scalar_one_or_none()
+    existing = _by_key(key)
     if existing is not None:
         return existing
+    # The balance row lock serialises reversals of one contact, so what has been reversed
+    # already is read after every other reversal of this entry has committed.
     _lock_balance(entry.contact_id)
+    existing = _by_key(key)
+    if existing is not None:
+        return existing
     db.session.refresh(entry)
+    original = abs(entry.points)
+    done = reversed_points(entry)
+    points = min(original if up_to is None else up_to, original) - done
+    if points <= 0:
+        return None
     reversal = PointsEntry(
         contact_id=entry.contact_id,
         kind=EntryKind.REVERSE,
-        points=-entry.points,
+        points=-points if entry.kind is EntryKind.EARN else points,
         key=key,
         reason=reason,
         reverses_id=entry.id,
@@ -303,24 +355,16 @@ def reverse_entry(
         actor_label=actor.label,
     )
     if entry.kind is EntryKind.EARN:
-        reversal.allocations = [[entry.id, entry.remaining]] if entry.remaining else []
-        was_pending = entry.state is EntryState.PENDING
-        entry.remaining = 0
-        if was_pending:
-            # The pending lot is settled against its reversal; neither touches ``available``.
-            entry.state = EntryState.POSTED
-            _move_balance(entry.contact_id, pending=-entry.points)
-        else:
-            _move_balance(entry.contact_id, available=-entry.points)
+        _reverse_earning(entry, reversal, points, settles=done + points == original)
     else:
         # Points given back after a refunded spend form a new lot with the latest expiry.
-        reversal.remaining = -entry.points
+        reversal.remaining = points
         lot_ids = [lot_id for lot_id, _ in entry.allocations or []]
         if lot_ids:
             reversal.expires_at = db.session.scalar(
                 select(func.max(PointsEntry.expires_at)).where(PointsEntry.id.in_(lot_ids))
             )
-        _move_balance(entry.contact_id, available=-entry.points)
+        _move_balance(entry.contact_id, available=points)
     posted = _post(reversal)
     if posted is not reversal:
         return posted
@@ -329,6 +373,40 @@ def reverse_entry(
     if contact is not None:
         evaluate_tier(contact, actor=actor)
     return reversal
+
+
+def _reverse_earning(
+    entry: PointsEntry, reversal: PointsEntry, points: int, *, settles: bool
+) -> None:
+    """Take ``points`` back from an earned lot; ``settles`` when nothing of it is left."""
+    if entry.state is EntryState.PENDING:
+        # Nothing is spent from a pending lot, so ``remaining`` is what is not reversed.
+        # A partial reversal waits with the lot (both mature together); the last one
+        # settles the lot against its reversals, and none of them touches ``available``.
+        reversal.allocations = [[entry.id, points]]
+        entry.remaining -= points
+        _move_balance(entry.contact_id, pending=-points)
+        if settles:
+            entry.state = EntryState.POSTED
+            _post_pending_reversals(entry)
+        else:
+            reversal.state = EntryState.PENDING
+        return
+    # Points already spent are taken back from the balance all the same (it may go below
+    # zero); only what is left of the lot is marked as used.
+    take = min(entry.remaining, points)
+    reversal.allocations = [[entry.id, take]] if take else []
+    entry.remaining -= take
+    _move_balance(entry.contact_id, available=-points)
+
+
+def _post_pending_reversals(entry: PointsEntry) -> None:
+    db.session.execute(
+        update(PointsEntry)
+        .where(PointsEntry.reverses_id == entry.id, PointsEntry.state == EntryState.PENDING)
+        .values(state=EntryState.POSTED)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def balance(contact: Contact) -> Balance:
@@ -378,14 +456,17 @@ def mature_pending_points(*, now: datetime | None = None, actor: Actor = SYSTEM)
         if moved != 1:
             continue
         db.session.refresh(entry)
-        _move_balance(entry.contact_id, pending=-entry.points, available=entry.points)
+        # A lot partly reversed by a refund matures net of its reversals, which post with it.
+        left = entry.points - reversed_points(entry)
+        _post_pending_reversals(entry)
+        _move_balance(entry.contact_id, pending=-left, available=left)
         audit.record(
             "points.matured",
             actor=actor,
             contact_id=entry.contact_id,
             ticket_id=entry.ticket_id,
             entry_id=entry.id,
-            points=entry.points,
+            points=left,
         )
         contact = db.session.get(Contact, entry.contact_id)
         if contact is not None:
@@ -535,9 +616,18 @@ def _earn_key(order: Order) -> str:
     return f"order:{order.id}:earn"
 
 
+def _refund_key(order: Order) -> str:
+    # Refunds arrive as the order's cumulative refunded amount, so that amount names one
+    # refund: a replay of it maps to the same key and posts nothing new.
+    cents = int((order.refunded_total or Decimal("0")) * 100)
+    return f"order:{order.id}:refund:{cents}"
+
+
 def apply_order(order: Order, *, actor: Actor = SYSTEM) -> PointsEntry | None:
-    """Award points for a paid order (pending through the return window); reverse them,
-    copying the original amount, when the order is refunded or cancelled."""
+    """Award points for a paid order (pending through the return window); when it is
+    refunded, take back the refunded share of the points it earned (all of them when
+    refunded in full or cancelled), copying from the original amount. Returns the
+    earning, or the reversal this call posted or replayed."""
     earned = _by_key(_earn_key(order))
     if order.status in (OrderStatus.REFUNDED, OrderStatus.CANCELLED):
         if earned is None:
@@ -545,8 +635,10 @@ def apply_order(order: Order, *, actor: Actor = SYSTEM) -> PointsEntry | None:
         return reverse_entry(
             earned, actor=actor, reason=f"order {order.external_id} {order.status.value}"
         )
-    if not order.status.counts_as_sale or earned is not None:
-        return earned
+    if earned is not None:
+        return _reverse_refunded_share(order, earned, actor) or earned
+    if not order.status.counts_as_sale:
+        return None
     points = rules.points_for_spend(
         order.net_total, Decimal(str(setting("RAPPORT_POINTS_SPEND_UNIT")))
     )
@@ -560,9 +652,26 @@ def apply_order(order: Order, *, actor: Actor = SYSTEM) -> PointsEntry | None:
             key=_earn_key(order),
             order=order,
             pending_days=int(setting("RAPPORT_POINTS_PENDING_DAYS")),
+            order_amount=order.net_total,
         )
     reward_referral(order, actor=actor)
     return entry
+
+
+def _reverse_refunded_share(order: Order, earned: PointsEntry, actor: Actor) -> PointsEntry | None:
+    """After a partial refund, reverse the earning until the refunded share is taken back."""
+    # Earnings from before ``order_amount`` existed were made on the order's full total.
+    earned_on = earned.order_amount if earned.order_amount is not None else order.total
+    target = rules.points_to_reverse(earned.points, Decimal(earned_on), order.net_total)
+    if target <= 0:
+        return None
+    return reverse_entry_up_to(
+        earned,
+        target,
+        actor=actor,
+        reason=f"order {order.external_id} partly refunded ({order.refunded_total})",
+        key=_refund_key(order),
+    )
 
 
 # ------------------------------------------------------------------ referrals

@@ -23,6 +23,18 @@ def points_for_spend(amount: Decimal, unit: Decimal) -> int:
     return int((amount / unit).to_integral_value(rounding=ROUND_FLOOR))
 
 
+def points_to_reverse(earned: int, earned_on: Decimal, net_now: Decimal) -> int:
+    """How many of ``earned`` points a refund takes back in all: the refunded share of the
+    amount they were earned on, rounded down (the customer keeps the fraction), and every
+    point once nothing of that amount is left. Never more than ``earned``, never below 0."""
+    if earned <= 0 or earned_on <= 0 or net_now >= earned_on:
+        return 0
+    if net_now <= 0:
+        return earned
+    share = (earned_on - net_now) / earned_on
+    return min(earned, int((earned * share).to_integral_value(rounding=ROUND_FLOOR)))
+
+
 @dataclass(frozen=True, slots=True)
 class Tier:
     key: str

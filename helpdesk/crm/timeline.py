@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +23,22 @@ SNIPPET = 180
 
 #: Audit actions that only repeat an entry the timeline already shows from its own table.
 _SHOWN_ELSEWHERE = ("message.replied", "message.noted")
+
+Describer = Callable[[AuditEvent], str | None]
+#: Sentences for audit actions other packages own, by the action's first part
+#: (``points`` for ``points.earned``); the owner knows what its data means.
+_DESCRIBERS: dict[str, Describer] = {}
+
+
+def describe_actions(*prefixes: str) -> Callable[[Describer], Describer]:
+    """Register how audit actions under ``prefixes`` read on the timeline."""
+
+    def register(describer: Describer) -> Describer:
+        for prefix in prefixes:
+            _DESCRIBERS[prefix] = describer
+        return describer
+
+    return register
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +209,9 @@ def describe_event(event: AuditEvent) -> str:
     """Say in words what an audit entry records."""
     d = event.data or {}
     action = event.action
+    describer = _DESCRIBERS.get(action.partition(".")[0])
+    if describer is not None and (sentence := describer(event)):
+        return sentence
     if action == "contact.created":
         return _("Contact created")
     if action == "contact.updated":

@@ -191,3 +191,35 @@ def test_bulk_generation_makes_unique_shareable_codes(app):
     assert all(codes.is_well_formed(code) for code in rows[:500])
     sample = db.session.scalars(select(Voucher).where(Voucher.batch == batch).limit(1)).one()
     assert sample.status is VoucherStatus.ISSUED and not sample.is_holder_only
+
+
+def test_bulk_generation_makes_up_codes_that_collide_with_existing_ones(app, monkeypatch):
+    create_policy(
+        actor=Actor.system("t"),
+        key="flyer",
+        name="Flyer",
+        kind=RewardKind.PERCENTAGE,
+        value=Decimal("5"),
+    )
+    first = generate_vouchers("flyer", 50, actor=Actor.system("t"))
+    db.session.commit()
+    taken = db.session.scalars(select(Voucher.code).where(Voucher.batch == first)).all()
+    real = codes.generate_codes
+    draws: list[int] = []
+
+    def colliding(count: int) -> list[str]:
+        # The first draws repeat codes already stored, and one code twice within the draw.
+        draws.append(count)
+        if len(draws) <= 2:
+            return [*taken[:5], taken[0], *real(count - 6)]
+        return real(count)
+
+    monkeypatch.setattr(codes, "generate_codes", colliding)
+    second = generate_vouchers("flyer", 300, actor=Actor.system("t"), chunk=100)
+    db.session.commit()
+    rows = db.session.scalars(select(Voucher.code).where(Voucher.batch == second)).all()
+    assert len(rows) == len(set(rows)) == 300
+    assert not set(rows) & set(taken)
+    everything = db.session.scalar(select(func.count()).select_from(Voucher))
+    assert everything == db.session.scalar(select(func.count(func.distinct(Voucher.code))))
+    assert len(draws) > 3  # the collisions were made up with new draws

@@ -11,6 +11,7 @@ from automation.loyalty.rules import (
     next_tier_state,
     normalise_email,
     points_for_spend,
+    points_to_reverse,
     qualified_tier,
 )
 
@@ -55,3 +56,18 @@ def test_email_likeness_ignores_case_tags_and_gmail_dots():
     assert normalise_email("Ada.Lovelace+promo@GoogleMail.com") == "adalovelace@gmail.com"
     assert normalise_email("ada.lovelace@example.com") == "ada.lovelace@example.com"
     assert normalise_email("ada+x@example.com") == "ada@example.com"
+
+
+def test_a_refund_takes_back_its_share_of_the_points_rounded_down():
+    # 9 points earned on 95.00; 50.00 refunded is 52.6 % of it: 4.7 points, 4 taken back.
+    assert points_to_reverse(9, Decimal("95.00"), Decimal("45.00")) == 4
+    assert points_to_reverse(9, Decimal("95.00"), Decimal("95.00")) == 0
+    assert points_to_reverse(9, Decimal("95.00"), Decimal("0.00")) == 9
+    assert points_to_reverse(9, Decimal("95.00"), Decimal("0.01")) == 8
+
+
+def test_a_refund_never_takes_back_more_than_was_earned():
+    assert points_to_reverse(9, Decimal("95.00"), Decimal("-5.00")) == 9
+    assert points_to_reverse(9, Decimal("95.00"), Decimal("120.00")) == 0
+    assert points_to_reverse(0, Decimal("95.00"), Decimal("10.00")) == 0
+    assert points_to_reverse(9, Decimal("0.00"), Decimal("0.00")) == 0
