@@ -98,6 +98,9 @@ def _init_extensions(app: Flask) -> None:
     )
 
     _install_sqlite_tuning()
+    with app.app_context():
+        for engine in db.engines.values():
+            _plain_savepoints(engine.dialect)
 
     from helpdesk.models import User
 
@@ -140,6 +143,29 @@ def _install_sqlite_tuning() -> None:
     def _sqlite_begin(conn: Any) -> None:
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _plain_savepoints(dialect: Any) -> None:
+    """Send SAVEPOINT statements as plain SQL instead of compiling them each time.
+
+    SQLAlchemy's savepoint clause has no cache key, so every savepoint and its
+    release were compiled afresh: about a tenth of the CPU time of ingesting
+    one message, which takes a savepoint for its duplicate check. The names are
+    SQLAlchemy's own (``sa_savepoint_N``), so nothing needs quoting.
+    """
+
+    def do_savepoint(connection: Any, name: str) -> None:
+        connection.exec_driver_sql(f"SAVEPOINT {name}")
+
+    def do_release_savepoint(connection: Any, name: str) -> None:
+        connection.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+
+    def do_rollback_to_savepoint(connection: Any, name: str) -> None:
+        connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
+
+    dialect.do_savepoint = do_savepoint
+    dialect.do_release_savepoint = do_release_savepoint
+    dialect.do_rollback_to_savepoint = do_rollback_to_savepoint
 
 
 def _select_locale() -> str | None:

@@ -34,6 +34,9 @@ class Event:
 class TicketCreated(Event):
     name: ClassVar[str] = "ticket.created"
     ticket_id: int
+    # Carried so listeners that care about one channel need not read the ticket.
+    channel: str = ""
+    inbox: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,9 @@ def _ticket(ticket_id: int) -> Ticket | None:
 
 @events.ticket_created.connect
 def _start(sender: Any, event: events.TicketCreated, **_: Any) -> None:
-    ticket = _ticket(event.ticket_id)
+    if not operations.has_policies():  # a ticket this new has no clock yet
+        return
+    ticket = db.session.get(Ticket, event.ticket_id)
     if ticket is not None:
         operations.start_clock(ticket)
     db.session.commit()

@@ -36,11 +36,7 @@ def _acknowledge_new_email_ticket(
 ) -> None:
     if event.actor.is_automation:
         return
-    row = db.session.execute(
-        select(Ticket.channel, Ticket.inbox).where(Ticket.id == event.ticket_id)
-    ).first()
-    db.session.rollback()
-    if row is None or row.channel != "email" or not (row.inbox or "").startswith("email:"):
+    if event.channel != "email" or not (event.inbox or "").startswith("email:"):
         return
     send_auto_acknowledgement(event.ticket_id)
 

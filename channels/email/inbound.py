@@ -109,8 +109,8 @@ def ingest_raw(raw: bytes, *, mailbox: MailboxRef | None, own: set[str]) -> Outc
     result = ingest_message(msg)
     return Outcome(
         "duplicate" if result.is_duplicate else "ingested",
-        message_id=result.message.id,
-        ticket_id=result.ticket.id,
+        message_id=result.message_id,
+        ticket_id=result.ticket_id,
         created_ticket=result.created_ticket,
     )
 

@@ -51,7 +51,7 @@ def create_message():
     payload = {
         "duplicate": result.is_duplicate,
         "ticket_id": result.ticket.id,
-        "message_id": result.message.id,
+        "message_id": result.message_id,
         "contact_id": result.message.contact_id,
         "created_ticket": result.created_ticket,
         "created_contact": result.created_contact,

@@ -1,6 +1,6 @@
 """Which ticket does an inbound message continue? An ordered list of small resolvers.
 
-Each resolver looks at one kind of evidence and returns a ticket or None; the
+Each resolver looks at one kind of evidence and returns a ticket's state or None; the
 first answer wins. Order matters: evidence we signed beats evidence anyone can
 type (Zammad's follow-up filters, osTicket's subject rule).
 """
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, select
 
 from channels.base import InboundMessage
 from helpdesk.extensions import db
@@ -22,8 +24,7 @@ from helpdesk.models import (
     TicketParticipant,
     TicketStatus,
 )
-from helpdesk.operations.contacts import normalize_identity
-from helpdesk.operations.tickets import get_ticket
+from helpdesk.operations.contacts import ContactRef, normalize_identity
 from helpdesk.tokens import verify_ticket_token
 
 _DONE = (TicketStatus.SOLVED, TicketStatus.CLOSED)
@@ -33,107 +34,171 @@ CONTINUOUS_CHANNELS = frozenset({"sms", "whatsapp", "telegram", "webchat", "voic
 
 
 @dataclass(frozen=True, slots=True)
+class TicketState:
+    """The few columns the funnel decides with, read without loading the ORM object."""
+
+    id: int
+    status: TicketStatus
+    contact_id: int
+    merged_into_id: int | None
+    closed_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Match:
-    ticket: Ticket
+    ticket: TicketState
     resolver: str
 
 
-Resolver = Callable[[InboundMessage, Contact], Ticket | None]
+#: The funnel passes a ``ContactRef``; tests and tools may pass a ``Contact``.
+Party = Contact | ContactRef
+Resolver = Callable[[InboundMessage, Party], TicketState | None]
+
+# Built once: constructing a statement costs more than running it, and the
+# resolvers run for every inbound message.
+_STATE = (
+    Ticket.id,
+    Ticket.status,
+    Ticket.contact_id,
+    Ticket.merged_into_id,
+    Ticket.closed_at,
+    Ticket.updated_at,
+)
+_STATE_BY_ID = select(*_STATE).where(Ticket.id == bindparam("ticket_id"))
+_PARTICIPANT = select(TicketParticipant.id).where(
+    TicketParticipant.ticket_id == bindparam("ticket_id"),
+    TicketParticipant.kind == bindparam("kind"),
+    TicketParticipant.value == bindparam("value"),
+)
+_STATE_BY_MESSAGE_ID = (
+    select(Message.rfc_message_id, *_STATE)
+    .join(Ticket, Ticket.id == Message.ticket_id)
+    .where(Message.rfc_message_id == bindparam("id"))
+)
+# An expanding IN is rendered afresh on every run; most replies name one id.
+_STATES_BY_MESSAGE_ID = (
+    select(Message.rfc_message_id, *_STATE)
+    .join(Ticket, Ticket.id == Message.ticket_id)
+    .where(Message.rfc_message_id.in_(bindparam("ids", expanding=True)))
+)
+_BY_CONVERSATION = (
+    select(*_STATE)
+    .where(
+        Ticket.channel == bindparam("channel"),
+        Ticket.conversation_id == bindparam("conversation"),
+        Ticket.contact_id == bindparam("contact_id"),
+        Ticket.merged_into_id.is_(None),
+    )
+    .order_by(Ticket.id.desc())
+    .limit(1)
+)
+_LAST_OPEN = (
+    select(*_STATE)
+    .where(
+        Ticket.contact_id == bindparam("contact_id"),
+        Ticket.channel == bindparam("channel"),
+        Ticket.merged_into_id.is_(None),
+        Ticket.status.not_in(_DONE),
+    )
+    .order_by(Ticket.last_activity_at.desc(), Ticket.id.desc())
+    .limit(1)
+)
 
 
-def _is_party(ticket: Ticket, contact: Contact, msg: InboundMessage) -> bool:
+def _state(row: Row[Any] | None) -> TicketState | None:
+    """A row of ``_STATE`` columns as a state, following merges to the ticket kept."""
+    if row is None:
+        return None
+    state = TicketState(
+        row.id, row.status, row.contact_id, row.merged_into_id, row.closed_at, row.updated_at
+    )
+    return ticket_state(state.merged_into_id) if state.merged_into_id else state
+
+
+def ticket_state(ticket_id: int) -> TicketState | None:
+    """The ticket's state, following merges to the one that was kept."""
+    seen: set[int] = set()
+    state: TicketState | None = None
+    while ticket_id not in seen:
+        seen.add(ticket_id)
+        row = db.session.connection().execute(_STATE_BY_ID, {"ticket_id": ticket_id}).first()
+        if row is None:
+            return state
+        state = TicketState(
+            row.id, row.status, row.contact_id, row.merged_into_id, row.closed_at, row.updated_at
+        )
+        if state.merged_into_id is None:
+            return state
+        ticket_id = state.merged_into_id
+    return state
+
+
+def _is_party(ticket: TicketState, contact: Party, msg: InboundMessage) -> bool:
     """The sender is the ticket's contact or one of its participants."""
     if ticket.contact_id == contact.id:
         return True
     value = normalize_identity(msg.sender.kind, msg.sender.value)
-    return (
-        db.session.execute(
-            select(TicketParticipant.id).where(
-                TicketParticipant.ticket_id == ticket.id,
-                TicketParticipant.kind == msg.sender.kind,
-                TicketParticipant.value == value,
-            )
-        ).first()
-        is not None
-    )
+    params = {"ticket_id": ticket.id, "kind": msg.sender.kind, "value": value}
+    return db.session.connection().execute(_PARTICIPANT, params).first() is not None
 
 
-def by_explicit_ticket(msg: InboundMessage, contact: Contact) -> Ticket | None:
+def by_explicit_ticket(msg: InboundMessage, contact: Party) -> TicketState | None:
     """The caller names a ticket (the API); accepted only for that ticket's parties."""
     if msg.threading.ticket_id is None:
         return None
-    ticket = get_ticket(msg.threading.ticket_id)
+    ticket = ticket_state(msg.threading.ticket_id)
     return ticket if ticket is not None and _is_party(ticket, contact, msg) else None
 
 
-def by_signed_token(msg: InboundMessage, contact: Contact) -> Ticket | None:
+def by_signed_token(msg: InboundMessage, contact: Party) -> TicketState | None:
     """A ticket token we signed (our Message-ID, reply address or body marker)."""
     ticket_id = verify_ticket_token(msg.threading.ticket_token)
-    return get_ticket(ticket_id) if ticket_id is not None else None
+    return ticket_state(ticket_id) if ticket_id is not None else None
 
 
-def by_stored_message_id(msg: InboundMessage, contact: Contact) -> Ticket | None:
+def by_stored_message_id(msg: InboundMessage, contact: Party) -> TicketState | None:
     """Any Message-ID we stored, named in In-Reply-To or References (newest first)."""
     ids = [*msg.threading.in_reply_to, *reversed(msg.threading.references)]
     ids = [i for i in dict.fromkeys(ids) if i]
     if not ids:
         return None
-    # The tickets come with the ids, so get_ticket finds them in the session.
-    rows = db.session.execute(
-        select(Message.rfc_message_id, Ticket)
-        .join(Ticket, Ticket.id == Message.ticket_id)
-        .where(Message.rfc_message_id.in_(ids))
-    ).all()
-    found = {row[0]: row[1].id for row in rows}
+    connection = db.session.connection()
+    if len(ids) == 1:
+        rows = connection.execute(_STATE_BY_MESSAGE_ID, {"id": ids[0]}).all()
+    else:
+        rows = connection.execute(_STATES_BY_MESSAGE_ID, {"ids": ids}).all()
+    found = {row.rfc_message_id: row for row in rows}
     for message_id in ids:
         if message_id in found:
-            return get_ticket(found[message_id])
+            return _state(found[message_id])
     return None
 
 
-def by_subject_number(msg: InboundMessage, contact: Contact) -> Ticket | None:
+def by_subject_number(msg: InboundMessage, contact: Party) -> TicketState | None:
     """``[#1234]`` in the subject, only from the ticket's contact or a participant."""
     number = msg.threading.subject_ticket_number
     if number is None:
         return None
-    ticket = get_ticket(number)
+    ticket = ticket_state(number)
     return ticket if ticket is not None and _is_party(ticket, contact, msg) else None
 
 
-def by_conversation(msg: InboundMessage, contact: Contact) -> Ticket | None:
+def by_conversation(msg: InboundMessage, contact: Party) -> TicketState | None:
     """An open chat session, Telegram chat or API conversation on the same channel."""
     conversation = msg.threading.conversation_id
     if not conversation:
         return None
-    ticket = db.session.execute(
-        select(Ticket)
-        .where(
-            Ticket.channel == msg.channel,
-            Ticket.conversation_id == conversation,
-            Ticket.contact_id == contact.id,
-            Ticket.merged_into_id.is_(None),
-        )
-        .order_by(Ticket.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    return ticket
+    params = {"channel": msg.channel, "conversation": conversation, "contact_id": contact.id}
+    return _state(db.session.connection().execute(_BY_CONVERSATION, params).first())
 
 
-def by_last_open_ticket(msg: InboundMessage, contact: Contact) -> Ticket | None:
+def by_last_open_ticket(msg: InboundMessage, contact: Party) -> TicketState | None:
     """On continuous channels (SMS, chat), the contact's last open ticket there."""
     if msg.channel not in CONTINUOUS_CHANNELS:
         return None
-    return db.session.execute(
-        select(Ticket)
-        .where(
-            Ticket.contact_id == contact.id,
-            Ticket.channel == msg.channel,
-            Ticket.merged_into_id.is_(None),
-            Ticket.status.not_in(_DONE),
-        )
-        .order_by(Ticket.last_activity_at.desc(), Ticket.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
+    params = {"contact_id": contact.id, "channel": msg.channel}
+    return _state(db.session.connection().execute(_LAST_OPEN, params).first())
 
 
 RESOLVERS: tuple[Resolver, ...] = (
@@ -147,7 +212,7 @@ RESOLVERS: tuple[Resolver, ...] = (
 
 
 def resolve_ticket(
-    msg: InboundMessage, contact: Contact, resolvers: tuple[Resolver, ...] = RESOLVERS
+    msg: InboundMessage, contact: Party, resolvers: tuple[Resolver, ...] = RESOLVERS
 ) -> Match | None:
     """Return the first resolver's ticket, or None for a new conversation."""
     for resolver in resolvers:

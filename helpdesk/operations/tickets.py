@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from helpdesk import events
@@ -44,43 +44,93 @@ def create_ticket(
     inbox: str | None = None,
 ) -> Ticket:
     """Open a ticket for ``contact``. Sends ticket.created after commit."""
-    now = utcnow()
-    ticket = Ticket(
-        subject=(subject or "").strip()[:500],
-        status=TicketStatus.NEW,
-        is_active=True,
-        priority=priority,
+    ticket_id = insert_ticket(
+        contact.id,
+        actor=actor,
         channel=channel,
-        contact=contact,
+        subject=subject,
+        priority=priority,
         team=team,
-        assignee=assignee,
+        assignee_id=assignee.id if assignee else None,
         conversation_id=conversation_id,
         language=language,
-        inbox=inbox,
-        created_at=now,
-        updated_at=now,
-        last_activity_at=now,
         follows_up_id=follows_up.id if follows_up else None,
-        attributes={},
+        inbox=inbox,
     )
-    db.session.add(ticket)
+    ticket = db.session.get(Ticket, ticket_id)
+    assert ticket is not None, "inserted in this transaction"
     if tags:
         ticket.tags = _tags_named(tags)
-    if assignee is None and team is not None and team.is_round_robin:
-        ticket.assignee = next_round_robin_agent(team)
-    db.session.flush()
+        db.session.flush()
+    return ticket
+
+
+_INSERT_TICKET = insert(Ticket.__table__).returning(Ticket.__table__.c.id)
+
+
+def insert_ticket(
+    contact_id: int,
+    *,
+    actor: Actor,
+    channel: str,
+    subject: str = "",
+    priority: Priority = Priority.NORMAL,
+    team: Team | None = None,
+    assignee_id: int | None = None,
+    conversation_id: str | None = None,
+    language: str | None = None,
+    follows_up_id: int | None = None,
+    inbox: str | None = None,
+) -> int:
+    """``create_ticket`` without loading the new object (the ingest funnel's way).
+
+    A Core insert, because every new conversation opens a ticket and the ORM
+    flush cost several times the insert. Round-robin teams pick the agent here.
+    """
+    if assignee_id is None and team is not None and team.is_round_robin:
+        chosen = next_round_robin_agent(team)
+        assignee_id = chosen.id if chosen else None
+    db.session.flush()  # rows the caller left pending (the team's round-robin mark) first
+    now = utcnow()
+    ticket_id: int = (
+        db.session.connection()
+        .execute(
+            _INSERT_TICKET,
+            {
+                "subject": (subject or "").strip()[:500],
+                "status": TicketStatus.NEW,
+                "is_active": True,
+                "priority": priority,
+                "channel": channel,
+                "contact_id": contact_id,
+                "team_id": team.id if team else None,
+                "assignee_id": assignee_id,
+                "conversation_id": conversation_id,
+                "language": language,
+                "inbox": inbox,
+                "created_at": now,
+                "updated_at": now,
+                "last_activity_at": now,
+                "follows_up_id": follows_up_id,
+                "attributes": {},
+            },
+        )
+        .scalar_one()
+    )
     audit.record(
         "ticket.created",
         actor=actor,
-        ticket_id=ticket.id,
-        contact_id=contact.id,
+        ticket_id=ticket_id,
+        contact_id=contact_id,
         channel=channel,
-        follows_up=ticket.follows_up_id,
+        follows_up=follows_up_id,
     )
-    events.on_commit(events.TicketCreated(actor=actor, ticket_id=ticket.id))
-    if ticket.assignee_id is not None:
-        _notify_assignment(ticket, actor)
-    return ticket
+    events.on_commit(
+        events.TicketCreated(actor=actor, ticket_id=ticket_id, channel=channel, inbox=inbox)
+    )
+    if assignee_id is not None and not (actor.is_user and actor.id == assignee_id):
+        db.session.add(Notification(user_id=assignee_id, kind="assigned", ticket_id=ticket_id))
+    return ticket_id
 
 
 def next_round_robin_agent(team: Team) -> User | None:

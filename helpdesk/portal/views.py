@@ -256,7 +256,7 @@ def reply(ticket_id: int):
     elif not result.is_duplicate:
         flash(_("Your message was sent."), "success")
     return redirect(
-        url_for("portal.ticket", ticket_id=result.ticket.id, _anchor=f"message-{result.message.id}")
+        url_for("portal.ticket", ticket_id=result.ticket.id, _anchor=f"message-{result.message_id}")
     )
 
 

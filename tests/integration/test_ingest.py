@@ -308,3 +308,51 @@ def test_new_ticket_remembers_its_inbox_and_goes_to_the_inbox_team(app):
     db.session.commit()
     assert result.ticket.inbox == "email:7"
     assert result.ticket.team_id == team.id
+
+
+def test_a_ticket_loaded_in_the_session_agrees_with_its_row_after_a_reply(app):
+    first = ingest_message(inbound(threading=ThreadingHints(message_id="a1@x")))
+    db.session.commit()
+    ticket = db.session.get(Ticket, first.ticket_id)
+    ticket.is_unread = False
+    db.session.commit()
+    before = ticket.last_activity_at
+    ingest_message(
+        inbound("More", threading=ThreadingHints(message_id="a2@x", in_reply_to=("a1@x",)))
+    )
+    # Same transaction: the loaded object shows what the row now holds, and is not dirty.
+    assert ticket.is_unread and ticket.last_activity_at > before
+    assert ticket not in db.session.dirty
+    db.session.commit()
+    db.session.expire_all()
+    assert db.session.get(Ticket, first.ticket_id).is_unread
+
+
+def test_a_reply_to_a_merged_ticket_lands_on_the_ticket_it_was_merged_into(app):
+    from helpdesk.operations.tickets import merge_tickets
+
+    old = ingest_message(inbound(threading=ThreadingHints(message_id="old@x"))).ticket_id
+    kept = ingest_message(inbound("Other", threading=ThreadingHints(message_id="kept@x"))).ticket_id
+    db.session.commit()
+    merge_tickets(db.session.get(Ticket, old), db.session.get(Ticket, kept), actor=Actor.system())
+    db.session.commit()
+    reply = ingest_message(
+        inbound("Re", threading=ThreadingHints(message_id="r@x", in_reply_to=("old@x",)))
+    )
+    db.session.commit()
+    assert reply.ticket_id == kept and not reply.created_ticket
+
+
+def test_a_new_conversation_on_a_round_robin_team_goes_to_the_next_agent_who_is_in(app, make_user):
+    from helpdesk.models import Notification
+    from helpdesk.operations.users import create_team
+
+    away = make_user("agent", name="Away Agent", is_away=True)
+    here = make_user("agent", name="Here Agent")
+    team = create_team(actor=Actor.system(), name="Desk", members=[away, here], round_robin=True)
+    db.session.commit()
+    result = ingest_message(inbound(team_id=team.id))
+    db.session.commit()
+    assert result.ticket.assignee_id == here.id
+    notified = db.session.scalars(select(Notification.user_id)).all()
+    assert notified == [here.id]

@@ -78,6 +78,21 @@ def test_no_policy_no_clock(make_ticket):
     assert clock(make_ticket()) is None
 
 
+def test_a_policy_saved_after_tickets_without_one_applies_to_the_next_ticket(make_ticket):
+    # The first ticket caches "no policies"; saving one must forget that at once.
+    assert clock(make_ticket()) is None
+    policy()
+    assert clock(make_ticket()) is not None
+
+
+def test_a_disabled_last_policy_stops_new_clocks_in_this_process(make_ticket):
+    standard = policy()
+    assert clock(make_ticket()) is not None
+    standard.is_enabled = False
+    db.session.commit()
+    assert clock(make_ticket()) is None
+
+
 def test_an_agent_reply_meets_the_first_response_but_an_automatic_one_does_not(make_ticket, agent):
     policy()
     ticket = make_ticket()
