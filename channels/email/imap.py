@@ -215,7 +215,7 @@ class MailboxPoller:
         self.mailbox_id = mailbox_id
         self.owner = owner or new_owner()
         self.lease_seconds = float(lease_seconds or _config("RAPPORT_EMAIL_LEASE_SECONDS", 120))
-        self.commit_every = max(1, int(commit_every or _config("RAPPORT_EMAIL_COMMIT_EVERY", 1)))
+        self.commit_every = max(1, int(commit_every or _config("RAPPORT_EMAIL_COMMIT_EVERY", 20)))
         self.checkpoint = checkpoint
 
     # Database steps: each ends its transaction before any network call. --------
