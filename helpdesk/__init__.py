@@ -198,7 +198,9 @@ def _register_blueprints(app: Flask) -> None:
     install_default_deny(app)
     register_error_handlers(app)
     import helpdesk.delivery
-    import helpdesk.realtime  # noqa: F401  (connects the live-update listeners)
+    import helpdesk.realtime  # (connects the live-update listeners)
+
+    helpdesk.realtime.init_presence(app)
 
 
 def _register_channels() -> None:

@@ -12,11 +12,12 @@ reply (``typing``).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from typing import Any
 
-from flask import request
+from flask import Flask, current_app, has_app_context, request
 from flask_login import current_user
 from flask_socketio import Namespace, join_room, leave_room
 
@@ -39,11 +40,10 @@ def agent_room(user_id: int) -> str:
 
 
 class Presence:
-    """Who has which ticket open, per Socket.IO connection.
+    """Who has which ticket open, per Socket.IO connection, in this process.
 
-    Process-local: with ``REDIS_URL`` and several web processes, each process
-    sees only its own connections, so this map would have to live in Redis
-    (a hash per ticket keyed by sid, with expiry) for the lists to be complete.
+    The default install runs one process; with ``REDIS_URL`` the map lives in
+    Redis instead (``RedisPresence``) so every web process sees every viewer.
     """
 
     def __init__(self) -> None:
@@ -80,17 +80,102 @@ class Presence:
     def viewers(self, ticket_id: int) -> list[dict[str, Any]]:
         """One entry per agent (an agent with two tabs open counts once), by name."""
         with self._lock:
-            people = dict(self._viewers.get(ticket_id, {}).values())
-        return [
-            {"id": uid, "name": name} for uid, name in sorted(people.items(), key=lambda p: p[1])
-        ]
+            entries = list(self._viewers.get(ticket_id, {}).values())
+        return _people(entries)
 
     def clear(self) -> None:
         with self._lock:
             self._viewers.clear()
 
 
-presence = Presence()
+class RedisPresence:
+    """The same map in Redis, shared by every web process (used when ``REDIS_URL`` is set).
+
+    A hash per ticket (sid -> [user id, name]) and a set per connection (its
+    tickets). Socket.IO sids are unique across processes. A process that dies
+    without its disconnects leaves entries behind; every key expires after
+    ``ttl`` seconds without a join, so a ghost viewer cannot outlive a working day.
+    """
+
+    def __init__(self, client: Any, prefix: str = "rapport:presence", ttl: int = 8 * 3600):
+        self.client = client
+        self.prefix = prefix
+        self.ttl = ttl
+
+    def _ticket_key(self, ticket_id: int) -> str:
+        return f"{self.prefix}:ticket:{ticket_id}"
+
+    def _sid_key(self, sid: str) -> str:
+        return f"{self.prefix}:sid:{sid}"
+
+    def join(self, ticket_id: int, sid: str, user_id: int, name: str) -> None:
+        pipe = self.client.pipeline()
+        pipe.hset(self._ticket_key(ticket_id), sid, json.dumps([user_id, name]))
+        pipe.expire(self._ticket_key(ticket_id), self.ttl)
+        pipe.sadd(self._sid_key(sid), ticket_id)
+        pipe.expire(self._sid_key(sid), self.ttl)
+        pipe.execute()
+
+    def leave(self, ticket_id: int, sid: str) -> bool:
+        pipe = self.client.pipeline()
+        pipe.hdel(self._ticket_key(ticket_id), sid)
+        pipe.srem(self._sid_key(sid), ticket_id)
+        removed, _ = pipe.execute()
+        return bool(removed)
+
+    def leave_all(self, sid: str) -> list[int]:
+        left = self.tickets_of(sid)
+        for ticket_id in left:
+            self.leave(ticket_id, sid)
+        self.client.delete(self._sid_key(sid))
+        return left
+
+    def tickets_of(self, sid: str) -> list[int]:
+        return sorted(int(t) for t in self.client.smembers(self._sid_key(sid)))
+
+    def viewers(self, ticket_id: int) -> list[dict[str, Any]]:
+        entries = []
+        for raw in self.client.hvals(self._ticket_key(ticket_id)):
+            user_id, name = json.loads(raw)
+            entries.append((int(user_id), str(name)))
+        return _people(entries)
+
+    def clear(self) -> None:
+        for key in self.client.scan_iter(f"{self.prefix}:*"):
+            self.client.delete(key)
+
+
+def _people(entries: list[tuple[int, str]]) -> list[dict[str, Any]]:
+    people = dict(entries)
+    return [{"id": uid, "name": name} for uid, name in sorted(people.items(), key=lambda p: p[1])]
+
+
+_local_presence = Presence()
+
+
+def init_presence(app: Flask) -> None:
+    """Share presence through Redis when the app is scaled out over several processes."""
+    if app.config.get("REDIS_URL"):
+        from redis import Redis
+
+        app.extensions["rapport.presence"] = RedisPresence(Redis.from_url(app.config["REDIS_URL"]))
+
+
+class _CurrentPresence:
+    """``presence``: the current app's map (Redis when scaled out, else this process's)."""
+
+    def _target(self) -> Presence | RedisPresence:
+        if has_app_context():
+            shared = current_app.extensions.get("rapport.presence")
+            if shared is not None:
+                return shared  # type: ignore[no-any-return]
+        return _local_presence
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target(), name)
+
+
+presence: Any = _CurrentPresence()
 
 
 def _emit(event: str, data: dict[str, Any], room: str, *, skip_sid: str | None = None) -> None:

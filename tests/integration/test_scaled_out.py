@@ -116,3 +116,45 @@ def test_with_redis_url_jobs_go_to_redis_and_a_separate_consumer_delivers_them(
     finally:
         consumer.terminate()
         consumer.wait(timeout=10)
+
+
+def test_with_redis_every_web_process_sees_every_viewer_of_a_ticket(redis_url):
+    from redis import Redis
+
+    from helpdesk.realtime import RedisPresence
+
+    # Two web processes: two clients, one Redis.
+    first = RedisPresence(Redis.from_url(redis_url), prefix="t1:presence")
+    second = RedisPresence(Redis.from_url(redis_url), prefix="t1:presence")
+    first.join(7, "sid-a", 1, "Alice Agent")
+    second.join(7, "sid-b", 2, "Bob Builder")
+    second.join(7, "sid-c", 2, "Bob Builder")  # Bob's second tab counts once
+
+    assert first.viewers(7) == [{"id": 1, "name": "Alice Agent"}, {"id": 2, "name": "Bob Builder"}]
+    assert second.tickets_of("sid-a") == [7]
+
+    assert first.leave_all("sid-a") == [7]
+    assert second.viewers(7) == [{"id": 2, "name": "Bob Builder"}]
+    assert second.leave(7, "sid-b") and not second.leave(7, "sid-b")
+    assert first.viewers(7) == [{"id": 2, "name": "Bob Builder"}]
+    # A dead process's entries expire instead of haunting the ticket for ever.
+    assert 0 < Redis.from_url(redis_url).ttl("t1:presence:ticket:7") <= first.ttl
+
+
+def test_an_app_with_redis_url_keeps_presence_in_redis(redis_url):
+    from flask import Flask
+    from redis import Redis
+
+    from helpdesk.realtime import init_presence, presence
+
+    app = Flask("presence-test")
+    app.config["REDIS_URL"] = redis_url
+    init_presence(app)
+    with app.app_context():
+        presence.clear()
+        presence.join(3, "sid-x", 5, "Carol")
+        assert presence.viewers(3) == [{"id": 5, "name": "Carol"}]
+    stored = Redis.from_url(redis_url).hgetall("rapport:presence:ticket:3")
+    assert list(stored) == [b"sid-x"]
+    with app.app_context():
+        presence.clear()
