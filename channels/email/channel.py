@@ -32,6 +32,7 @@ from channels.email.mailboxes import (
     own_addresses,
     smtp_settings,
 )
+from channels.email.oauth import TokenUnavailable
 from helpdesk import attachments
 from helpdesk.extensions import db
 from helpdesk.models import Direction, Message, utcnow
@@ -188,6 +189,8 @@ class EmailChannel:
         except smtplib.SMTPAuthenticationError as exc:
             # A wrong password is a setting an admin fixes; keep retrying meanwhile.
             raise ConnectionError(f"SMTP login failed: {_reply(exc)}") from exc
+        except TokenUnavailable as exc:  # the OAuth provider refused: the same, in its words
+            raise ConnectionError(f"SMTP login failed: {exc}") from exc
         try:
             refused = smtp.sendmail(payload.envelope_from, list(payload.recipients), payload.data)
         except smtplib.SMTPRecipientsRefused as exc:

@@ -88,6 +88,8 @@ class SmtpSettings:
     username: str = ""
     password: str | None = field(default=None, repr=False)
     password_unreadable: bool = False
+    #: The mailbox's XOAUTH2 provider: SMTP signs in with the same token as IMAP.
+    oauth_provider: str | None = None
 
     def login_password(self) -> str:
         """The password to log in with; raises when it has to be re-entered first."""
@@ -112,13 +114,18 @@ def imap_settings(mailbox: Mailbox) -> ImapSettings:
 
 
 def smtp_settings(mailbox: Mailbox) -> SmtpSettings:
+    oauth_provider = mailbox.oauth_provider or None
+    username = mailbox.smtp_username or ""
+    if oauth_provider and not username:  # the token belongs to the mailbox's own login
+        username = mailbox.imap_username or mailbox.address
     return SmtpSettings(
         host=mailbox.smtp_host,
         port=mailbox.smtp_port,
         security=mailbox.smtp_security,
-        username=mailbox.smtp_username or "",
+        username=username,
         password=mailbox.smtp_password,
         password_unreadable=is_unreadable(mailbox.smtp_password),
+        oauth_provider=oauth_provider,
     )
 
 
@@ -502,6 +509,9 @@ def check_smtp(settings: SmtpSettings) -> ConnectionReport:
     except (SmtpLoginUnsupported, PasswordUnreadable) as exc:
         report.add("Login", False, str(exc))
         return report
+    except oauth.TokenUnavailable as exc:
+        report.add("Login", False, f"{exc}.")
+        return report
     except (smtplib.SMTPException, OSError) as exc:
         report.add("Greeting", False, f"The server did not answer like SMTP: {exc}.")
         return report
@@ -518,6 +528,22 @@ def check_smtp(settings: SmtpSettings) -> ConnectionReport:
     return report
 
 
+def _login_xoauth2(smtp: smtplib.SMTP, provider: str, username: str) -> None:
+    """SASL XOAUTH2 (Google, Microsoft 365): an access token instead of a password."""
+    initial = f"user={username}\x01auth=Bearer {access_token(provider, username)}\x01\x01"
+
+    def respond(challenge: bytes | None = None) -> str:
+        # A refusal comes as a challenge carrying a JSON error; the empty answer
+        # ends the exchange so the server sends its final 535.
+        return "" if challenge is not None else initial
+
+    try:
+        smtp.auth("XOAUTH2", respond)
+    except smtplib.SMTPAuthenticationError:
+        forget_access_token(provider, username)  # revoked early, perhaps: fetch anew next time
+        raise
+
+
 class SmtpLoginUnsupported(smtplib.SMTPException):
     """A username is configured but the server offers no AUTH."""
 
@@ -525,7 +551,9 @@ class SmtpLoginUnsupported(smtplib.SMTPException):
 def open_smtp(settings: SmtpSettings, timeout: float = 30.0) -> smtplib.SMTP:
     """Connect, secure and log in as the settings say; the caller quits."""
     # Checked before connecting: a password that must be re-entered is not worth a connection.
-    password = settings.login_password() if settings.username else ""
+    password = (
+        settings.login_password() if settings.username and not settings.oauth_provider else ""
+    )
     smtp: smtplib.SMTP
     if settings.security is Security.SSL:
         smtp = smtplib.SMTP_SSL(
@@ -545,7 +573,10 @@ def open_smtp(settings: SmtpSettings, timeout: float = 30.0) -> smtplib.SMTP:
                     + ("" if settings.security is not Security.NONE else " without TLS")
                     + ". Leave the SMTP username empty, or enable TLS."
                 )
-            smtp.login(settings.username, password)
+            if settings.oauth_provider:
+                _login_xoauth2(smtp, settings.oauth_provider, settings.username)
+            else:
+                smtp.login(settings.username, password)
     except BaseException:
         smtp.close()
         raise

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,12 +249,15 @@ def start_smtp(
     tls: str | None = None,
     certificates: Certificates | None = None,
     logins: dict[str, str] | None = None,
+    oauth: Callable[[str, str], bool] | None = None,
 ) -> SmtpServer:
     """Start aiosmtpd on a free port; what it accepts lands in ``received``.
 
     ``tls="ssl"`` speaks TLS from the first byte; ``tls="starttls"`` requires
     STARTTLS before any mail. With ``logins`` (username: password) AUTH is
-    offered (after STARTTLS only, where there is one) and checked.
+    offered (after STARTTLS only, where there is one) and checked. With ``oauth``,
+    AUTH XOAUTH2 is offered and ``oauth(user, token)`` decides; a refusal follows
+    the providers' exchange (a JSON error challenge, then 535).
     """
     import ssl
 
@@ -271,14 +275,18 @@ def start_smtp(
             options.update(ssl_context=context, auth_require_tls=False)
         else:
             options.update(tls_context=context, require_starttls=True)
-    if logins is not None:
+    if logins is not None or oauth is not None:
+        known = logins or {}
 
         def authenticator(smtp, session, envelope, mechanism, auth_data):
             login = auth_data.login.decode()
-            return AuthResult(success=logins.get(login) == auth_data.password.decode())
+            return AuthResult(success=known.get(login) == auth_data.password.decode())
 
         # Required too, except on implicit TLS, where aiosmtpd would warn about it (see above).
         options.update(authenticator=authenticator, auth_required=tls != "ssl")
+        if oauth is not None and tls is None:
+            # Tokens in the clear, on loopback only; AUTH offered but not demanded.
+            options.update(auth_require_tls=False, auth_required=False)
     server = SmtpServer("127.0.0.1", port, controller=None)
 
     class Handler:
@@ -297,7 +305,24 @@ def start_smtp(
                 )
             return "250 Message accepted for delivery"
 
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port, **options)
+    handler = Handler()
+    if oauth is not None:
+
+        class OAuthHandler(Handler):
+            async def auth_XOAUTH2(self, smtp, args):
+                import base64
+
+                fields = base64.b64decode(args[1]).decode().split("\x01") if len(args) > 1 else []
+                values = dict(f.split("=", 1) for f in fields if "=" in f)
+                user = values.get("user", "")
+                token = values.get("auth", "").removeprefix("Bearer ")
+                if oauth(user, token):
+                    return AuthResult(success=True, auth_data=user)
+                await smtp.challenge_auth('{"status":"401","schemes":"bearer"}')
+                return AuthResult(success=False, handled=False)  # so the 535 goes out
+
+        handler = OAuthHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **options)
     controller.start()
     server.controller = controller
     return server

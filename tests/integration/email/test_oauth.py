@@ -224,3 +224,65 @@ def test_connection_check_reports_a_revoked_refresh_token_in_words(oauth_mailbox
         f"token for '{SUPPORT}' (HTTP 400: invalid_grant, Token has been expired or revoked.)."
     )
     assert tokens.introspections() == []  # nothing reached the mail server
+
+
+# SMTP with the same token --------------------------------------------------------------
+
+
+@pytest.fixture
+def oauth_smtp(token_server: Any) -> Iterator[Any]:
+    """aiosmtpd that accepts XOAUTH2 only with a live access token the token server issued."""
+    from tests.integration.email.mailservers import start_smtp
+
+    server = start_smtp(oauth=lambda user, token: token_server.issued.get(token) == user)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp_oauth_mailbox(oauth_mailbox: Any, oauth_smtp: Any) -> Any:
+    oauth_mailbox.smtp_port = oauth_smtp.port
+    db.session.commit()
+    return oauth_mailbox
+
+
+def test_smtp_signs_in_with_the_mailboxs_oauth_token_and_delivers_a_reply(
+    smtp_oauth_mailbox, oauth_smtp, oauth_dovecot, oauth_folder, poll, tokens
+):
+    from helpdesk.actors import Actor
+    from helpdesk.models import DeliveryStatus, Role, User
+    from helpdesk.operations.messages import reply_to_ticket
+
+    put(oauth_dovecot, oauth_folder, make_mail(subject="Reply by OAuth please"))
+    assert poll(smtp_oauth_mailbox).ingested == 1
+    ticket = db.session.scalars(select(Ticket)).one()
+    agent = User(email="oa@example.test", name="Oona", password_hash="!", role=Role.AGENT)
+    db.session.add(agent)
+    db.session.commit()
+
+    message = reply_to_ticket(ticket, actor=Actor.for_user(agent), author=agent, body="Signed.")
+    db.session.commit()
+    db.session.refresh(message)
+
+    assert message.status is DeliveryStatus.SENT, message.error
+    (got,) = oauth_smtp.received
+    assert b"Signed." in got.data
+    # One refresh served both IMAP and SMTP: the token is cached per username.
+    assert len(tokens.token_requests()) == 1
+
+
+def test_smtp_check_reports_a_revoked_token_and_fetches_a_new_one_next_time(
+    smtp_oauth_mailbox, tokens
+):
+    from channels.email.mailboxes import check_smtp, smtp_settings
+
+    settings = smtp_settings(smtp_oauth_mailbox)
+    assert settings.username == SUPPORT and settings.oauth_provider == "corp"
+    assert check_smtp(settings).ok
+    tokens.issued.clear()  # the provider revoked the access token early
+
+    refused = check_smtp(settings)
+    assert not refused.ok and refused.checks[-1].step == "Login"
+    again = check_smtp(settings)  # the refused token was forgotten; a fresh one works
+    assert again.ok, again.summary
+    assert len(tokens.token_requests()) == 2
