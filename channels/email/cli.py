@@ -27,24 +27,75 @@ def _mailbox_option(mailbox_id: int | None) -> MailboxRef | None:
     return mailbox_ref(mailbox)
 
 
-def feed(items: Iterable[tuple[str, bytes]], mailbox: MailboxRef | None) -> Counter[str]:
-    """Run (source, raw) pairs through the one inbound path, committing each."""
+def feed(
+    items: Iterable[tuple[str, bytes]], mailbox: MailboxRef | None, *, batch: int | None = None
+) -> Counter[str]:
+    """Run (source, raw) pairs through the one inbound path, committing in batches.
+
+    Batches make big imports about twice as fast (bench/RESULTS.md). A bad mail is
+    quarantined inside its own savepoint and never spoils a batch; if a commit
+    itself fails, that batch is replayed one mail per commit, so each mail is
+    either stored or reported as failed by name.
+    """
+    size = max(1, batch or int(current_app.config.get("RAPPORT_EMAIL_COMMIT_EVERY", 20)))
     own = own_addresses()
     db.session.commit()
     counts: Counter[str] = Counter()
+    pending: list[tuple[str, bytes]] = []
+    outcomes: list[tuple[str, Outcome]] = []
+
+    def settle() -> None:
+        try:
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            for source, raw in pending:
+                _feed_one(source, raw, mailbox, own, counts)
+        else:
+            for source, outcome in outcomes:
+                _count(source, outcome, counts)
+        pending.clear()
+        outcomes.clear()
+
     for source, raw in items:
         try:
-            outcome: Outcome = process_raw(raw, mailbox=mailbox, own=own, source=source)
-            db.session.commit()
-        except Exception as exc:
+            outcome = process_raw(raw, mailbox=mailbox, own=own, source=source)
+        except Exception:
+            # The database broke mid-batch: replay what it held, one by one.
             db.session.rollback()
-            counts["failed"] += 1
-            click.echo(f"{source}: failed and not stored: {exc}", err=True)
+            for earlier_source, earlier_raw in pending:
+                _feed_one(earlier_source, earlier_raw, mailbox, own, counts)
+            pending.clear()
+            outcomes.clear()
+            _feed_one(source, raw, mailbox, own, counts)
             continue
-        counts[outcome.status] += 1
-        if outcome.status == "quarantined":
-            click.echo(f"{source}: quarantined as item {outcome.quarantine_id}: {outcome.detail}")
+        pending.append((source, raw))
+        outcomes.append((source, outcome))
+        if len(pending) >= size:
+            settle()
+    if pending:
+        settle()
     return counts
+
+
+def _feed_one(
+    source: str, raw: bytes, mailbox: MailboxRef | None, own: set[str], counts: Counter[str]
+) -> None:
+    try:
+        outcome: Outcome = process_raw(raw, mailbox=mailbox, own=own, source=source)
+        db.session.commit()
+    except Exception as exc:
+        db.session.rollback()
+        counts["failed"] += 1
+        click.echo(f"{source}: failed and not stored: {exc}", err=True)
+        return
+    _count(source, outcome, counts)
+
+
+def _count(source: str, outcome: Outcome, counts: Counter[str]) -> None:
+    counts[outcome.status] += 1
+    if outcome.status == "quarantined":
+        click.echo(f"{source}: quarantined as item {outcome.quarantine_id}: {outcome.detail}")
 
 
 def _summary(counts: Counter[str]) -> str:

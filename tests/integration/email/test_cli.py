@@ -62,3 +62,31 @@ def test_import_mbox_quarantines_failures_and_prints_a_summary(runner, tmp_path,
     assert count(Message) == 2
     item = db.session.scalars(select(QuarantinedItem)).one()
     assert item.source == f"mbox:{path}#2" and "RuntimeError: no good" in item.error
+
+
+def test_a_batch_whose_commit_fails_is_replayed_mail_by_mail_so_nothing_is_lost(
+    app, monkeypatch, capsys
+):
+    from channels.email.cli import feed
+
+    real_commit = db.session.commit
+    calls = {"n": 0}
+
+    def flaky_commit():
+        calls["n"] += 1
+        if calls["n"] == 2:  # the first batch's commit (the first call opens the feed)
+            raise RuntimeError("disk I/O error")
+        real_commit()
+
+    monkeypatch.setattr(db.session, "commit", flaky_commit)
+    mails = [
+        (f"test:{i}", make_mail(subject=f"Mail {i}", sender=f"m{i}@example.test")) for i in range(5)
+    ]
+
+    counts = feed(mails, None, batch=2)
+
+    assert counts == {"ingested": 5}
+    assert calls["n"] > 4  # the failed batch of two went again, one commit each
+    monkeypatch.undo()
+    db.session.expire_all()
+    assert count(Message) == 5 and count(Ticket) == 5
