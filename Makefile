@@ -79,6 +79,7 @@ test-fast: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy helpdesk channels automation wsgi.py
 
 format: venv
 	$(VENV)/bin/ruff format .

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 
 from channels.base import PermanentDeliveryError, get_channel
 from helpdesk import events
@@ -43,16 +44,18 @@ def _enqueue_reply(sender: events.Event, event: events.MessageAdded, **_: object
 @job()
 def deliver_message(message_id: int) -> str:
     """Send one queued message through its channel; returns the final status."""
-    claimed = db.session.execute(
-        update(Message)
-        .where(Message.id == message_id, Message.status == DeliveryStatus.QUEUED)
-        .values(status=DeliveryStatus.SENDING, attempts=Message.attempts + 1)
+    claimed = cast(
+        CursorResult[Any],
+        db.session.execute(
+            update(Message)
+            .where(Message.id == message_id, Message.status == DeliveryStatus.QUEUED)
+            .values(status=DeliveryStatus.SENDING, attempts=Message.attempts + 1)
+        ),
     ).rowcount
     db.session.commit()
     if not claimed:
         return "skipped"
-    message = db.session.get(Message, message_id)
-    assert message is not None
+    message = _reload(message_id)
     try:
         channel = get_channel(message.channel)
     except KeyError:
@@ -64,10 +67,10 @@ def deliver_message(message_id: int) -> str:
         db.session.commit()
         result = channel.transmit(payload)
     except PermanentDeliveryError as exc:
-        message = db.session.get(Message, message_id)
+        message = _reload(message_id)
         return _finish(message, DeliveryStatus.FAILED, str(exc) or exc.__class__.__name__)
     except Exception as exc:  # provider down, network: retry with backoff
-        message = db.session.get(Message, message_id)
+        message = _reload(message_id)
         log.warning(
             "delivery of message %s failed (attempt %s): %s", message.id, message.attempts, exc
         )
@@ -82,10 +85,18 @@ def deliver_message(message_id: int) -> str:
         db.session.commit()
         deliver_message.schedule((message.id,), delay=delay)
         return "retrying"
-    message = db.session.get(Message, message_id)
+    message = _reload(message_id)
     if result.external_id and not message.external_id:
         message.external_id = result.external_id
     return _finish(message, DeliveryStatus.SENT, None)
+
+
+def _reload(message_id: int) -> Message:
+    """Load the claimed message again; it can only be missing if deleted mid-delivery."""
+    message = db.session.get(Message, message_id)
+    if message is None:
+        raise LookupError(f"message {message_id} was deleted while being delivered")
+    return message
 
 
 def _finish(message: Message, status: DeliveryStatus, error: str | None) -> str:

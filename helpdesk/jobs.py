@@ -13,8 +13,9 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from flask import Flask
 from huey import RedisHuey, SqliteHuey
@@ -23,6 +24,8 @@ from huey.consumer import Consumer
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R", covariant=True)
 
 DEFAULT_INSTANCE = Path(__file__).resolve().parent.parent / "instance"
 
@@ -74,7 +77,25 @@ def _in_own_app_context(fn: F) -> Callable[..., Any]:
     return run
 
 
-def job(*, retries: int = 0, retry_delay: int = 0, priority: int | None = None) -> Callable[[F], F]:
+class Job(Protocol[P, R]):
+    """A declared job (a Huey task): calling it enqueues it, ``call_local`` runs it here."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any: ...
+
+    def call_local(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+    def schedule(
+        self,
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        eta: datetime | None = None,
+        delay: float | None = None,
+    ) -> Any: ...
+
+
+def job(
+    *, retries: int = 0, retry_delay: int = 0, priority: int | None = None
+) -> Callable[[Callable[P, R]], Job[P, R]]:
     """Declare a background job that runs inside its own app context and session.
 
     A fresh app context means a fresh database session, even when the job runs
@@ -82,9 +103,9 @@ def job(*, retries: int = 0, retry_delay: int = 0, priority: int | None = None) 
     after-commit listener never touches the session that just committed.
     """
 
-    def decorate(fn: F) -> F:
+    def decorate(fn: Callable[P, R]) -> Job[P, R]:
         run = _in_own_app_context(fn)
-        task = huey.task(
+        task: Job[P, R] = huey.task(
             retries=retries,
             retry_delay=retry_delay,
             priority=priority,

@@ -168,7 +168,7 @@ class _CurrentPresence:
         if has_app_context():
             shared = current_app.extensions.get("rapport.presence")
             if shared is not None:
-                return shared  # type: ignore[no-any-return]
+                return shared
         return _local_presence
 
     def __getattr__(self, name: str) -> Any:
@@ -191,11 +191,14 @@ def _emit_presence(ticket_id: int) -> None:
 
 
 def _ticket_id(data: Any) -> int | None:
+    raw = data.get("ticket_id") if isinstance(data, dict) else None
+    if raw is None:
+        return None
     try:
-        value = int(data.get("ticket_id")) if isinstance(data, dict) else None
+        value = int(raw)
     except (TypeError, ValueError):
         return None
-    return value if value and value > 0 else None
+    return value if value > 0 else None
 
 
 class AgentNamespace(Namespace):

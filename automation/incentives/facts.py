@@ -44,7 +44,7 @@ def facts_for(
         ).where(Order.contact_id == contact.id, Order.status.in_(_SALES))
     ).one()
     spend = Decimal(str(spend)).quantize(Decimal("0.01"))
-    first = _aware(first)
+    first_order_at = _aware(first)
     facts = Facts(
         at=now or utcnow(),
         contact_id=contact.id,
@@ -52,8 +52,8 @@ def facts_for(
         paid_orders=int(count),
         total_spend=spend,
         average_order_value=(spend / count).quantize(Decimal("0.01")) if count else None,
-        first_order_at=first,
-        customer_since=first or contact.created_at,
+        first_order_at=first_order_at,
+        customer_since=first_order_at or contact.created_at,
     )
     if ticket is not None:
         facts = replace(

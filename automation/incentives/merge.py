@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, update
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, delete, update
 
 from helpdesk.actors import Actor
 from helpdesk.extensions import db
@@ -21,11 +23,14 @@ def move_incentives(source: Contact, target: Contact, actor: Actor) -> dict[str,
         ("vouchers", Voucher),
         ("redemptions", VoucherRedemption),
     ):
-        counts[name] = db.session.execute(
-            update(model)
-            .where(model.contact_id == source.id)
-            .values(contact_id=target.id)
-            .execution_options(synchronize_session=False)
+        counts[name] = cast(
+            CursorResult[Any],
+            db.session.execute(
+                update(model)
+                .where(model.contact_id == source.id)
+                .values(contact_id=target.id)
+                .execution_options(synchronize_session=False)
+            ),
         ).rowcount
     db.session.execute(delete(IncentiveCapLock).where(IncentiveCapLock.contact_id == source.id))
     return counts

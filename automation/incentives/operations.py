@@ -14,10 +14,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from helpdesk import events
@@ -562,14 +562,17 @@ def _charge_budget(
         )
     )
     cost = _cents(grant.cost)
-    charged = db.session.execute(
-        update(BudgetAccount)
-        .where(
-            BudgetAccount.id == account_id,
-            BudgetAccount.spent_cents + cost <= _cents(limit),
-        )
-        .values(spent_cents=BudgetAccount.spent_cents + cost, limit_cents=_cents(limit))
-        .execution_options(synchronize_session=False)
+    charged = cast(
+        CursorResult[Any],
+        db.session.execute(
+            update(BudgetAccount)
+            .where(
+                BudgetAccount.id == account_id,
+                BudgetAccount.spent_cents + cost <= _cents(limit),
+            )
+            .values(spent_cents=BudgetAccount.spent_cents + cost, limit_cents=_cents(limit))
+            .execution_options(synchronize_session=False)
+        ),
     ).rowcount
     if charged != 1:
         raise _Refused("budget_exhausted")
@@ -620,16 +623,21 @@ def budget_spent(policy: IncentivePolicy | str, at: datetime | None = None) -> D
 
 
 def _decide(grant: IncentiveGrant, to: GrantStatus, actor: Actor, note: str) -> bool:
-    decided = db.session.execute(
-        update(IncentiveGrant)
-        .where(IncentiveGrant.id == grant.id, IncentiveGrant.status == GrantStatus.PENDING_APPROVAL)
-        .values(
-            status=to,
-            decided_at=utcnow(),
-            decided_by_id=actor.id if actor.is_user else None,
-            decision_note=note[:500],
-        )
-        .execution_options(synchronize_session=False)
+    decided = cast(
+        CursorResult[Any],
+        db.session.execute(
+            update(IncentiveGrant)
+            .where(
+                IncentiveGrant.id == grant.id, IncentiveGrant.status == GrantStatus.PENDING_APPROVAL
+            )
+            .values(
+                status=to,
+                decided_at=utcnow(),
+                decided_by_id=actor.id if actor.is_user else None,
+                decision_note=note[:500],
+            )
+            .execution_options(synchronize_session=False)
+        ),
     ).rowcount
     db.session.refresh(grant)
     return decided == 1
@@ -805,11 +813,14 @@ def find_voucher(code: str) -> Voucher | None:
 
 def mark_voucher_sent(voucher: Voucher, *, actor: Actor) -> bool:
     """Note that the code reached the customer (issued → sent)."""
-    moved = db.session.execute(
-        update(Voucher)
-        .where(Voucher.id == voucher.id, Voucher.status == VoucherStatus.ISSUED)
-        .values(status=VoucherStatus.SENT, sent_at=utcnow())
-        .execution_options(synchronize_session=False)
+    moved = cast(
+        CursorResult[Any],
+        db.session.execute(
+            update(Voucher)
+            .where(Voucher.id == voucher.id, Voucher.status == VoucherStatus.ISSUED)
+            .values(status=VoucherStatus.SENT, sent_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ),
     ).rowcount
     db.session.refresh(voucher)
     if moved:
@@ -911,15 +922,18 @@ def redeem_voucher(
     voucher = check_voucher(
         code, contact=contact, order_total=order_total, currency=currency, now=now
     )
-    taken = db.session.execute(
-        update(Voucher)
-        .where(
-            Voucher.id == voucher.id,
-            Voucher.status.in_(_USABLE),
-            or_(Voucher.expires_at.is_(None), Voucher.expires_at > now),
-        )
-        .values(status=VoucherStatus.REDEEMED, redeemed_at=now)
-        .execution_options(synchronize_session=False)
+    taken = cast(
+        CursorResult[Any],
+        db.session.execute(
+            update(Voucher)
+            .where(
+                Voucher.id == voucher.id,
+                Voucher.status.in_(_USABLE),
+                or_(Voucher.expires_at.is_(None), Voucher.expires_at > now),
+            )
+            .values(status=VoucherStatus.REDEEMED, redeemed_at=now)
+            .execution_options(synchronize_session=False)
+        ),
     ).rowcount
     db.session.refresh(voucher)
     if taken != 1:
@@ -1026,16 +1040,19 @@ def reverse_redemption(
 
 def void_voucher(voucher: Voucher, *, actor: Actor, reason: str = "") -> bool:
     """Cancel a voucher that has not been used."""
-    moved = db.session.execute(
-        update(Voucher)
-        .where(
-            Voucher.id == voucher.id,
-            Voucher.status.in_(
-                (VoucherStatus.ISSUED, VoucherStatus.SENT, VoucherStatus.PENDING_APPROVAL)
-            ),
-        )
-        .values(status=VoucherStatus.VOID, voided_at=utcnow())
-        .execution_options(synchronize_session=False)
+    moved = cast(
+        CursorResult[Any],
+        db.session.execute(
+            update(Voucher)
+            .where(
+                Voucher.id == voucher.id,
+                Voucher.status.in_(
+                    (VoucherStatus.ISSUED, VoucherStatus.SENT, VoucherStatus.PENDING_APPROVAL)
+                ),
+            )
+            .values(status=VoucherStatus.VOID, voided_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ),
     ).rowcount
     db.session.refresh(voucher)
     if moved:
@@ -1060,11 +1077,16 @@ def expire_vouchers(*, now: datetime | None = None, actor: Actor = SYSTEM) -> in
     ).all()
     expired = 0
     for voucher_id, contact_id, ticket_id in due:
-        moved = db.session.execute(
-            update(Voucher)
-            .where(Voucher.id == voucher_id, Voucher.status.in_(_USABLE), Voucher.expires_at <= now)
-            .values(status=VoucherStatus.EXPIRED)
-            .execution_options(synchronize_session=False)
+        moved = cast(
+            CursorResult[Any],
+            db.session.execute(
+                update(Voucher)
+                .where(
+                    Voucher.id == voucher_id, Voucher.status.in_(_USABLE), Voucher.expires_at <= now
+                )
+                .values(status=VoucherStatus.EXPIRED)
+                .execution_options(synchronize_session=False)
+            ),
         ).rowcount
         if moved and contact_id is not None:
             audit.record(

@@ -12,10 +12,10 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app
-from sqlalchemy import case, func, select, update
+from sqlalchemy import CursorResult, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from automation.incentives import codes
@@ -248,11 +248,14 @@ def deduct_points(
     if existing is not None:
         return existing
     _ensure_balance(contact.id)
-    taken = db.session.execute(
-        update(PointsBalance)
-        .where(PointsBalance.contact_id == contact.id, PointsBalance.available >= points)
-        .values(available=PointsBalance.available - points, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
+    taken = cast(
+        CursorResult[Any],
+        db.session.execute(
+            update(PointsBalance)
+            .where(PointsBalance.contact_id == contact.id, PointsBalance.available >= points)
+            .values(available=PointsBalance.available - points, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ),
     ).rowcount
     if taken != 1:
         raise LoyaltyError(
@@ -447,11 +450,14 @@ def mature_pending_points(*, now: datetime | None = None, actor: Actor = SYSTEM)
     ).all()
     matured = 0
     for entry in due:
-        moved = db.session.execute(
-            update(PointsEntry)
-            .where(PointsEntry.id == entry.id, PointsEntry.state == EntryState.PENDING)
-            .values(state=EntryState.POSTED)
-            .execution_options(synchronize_session=False)
+        moved = cast(
+            CursorResult[Any],
+            db.session.execute(
+                update(PointsEntry)
+                .where(PointsEntry.id == entry.id, PointsEntry.state == EntryState.PENDING)
+                .values(state=EntryState.POSTED)
+                .execution_options(synchronize_session=False)
+            ),
         ).rowcount
         if moved != 1:
             continue
@@ -804,11 +810,14 @@ def reward_referral(order: Order, *, actor: Actor = SYSTEM) -> Referral | None:
     )
     if first_paid != order.id:
         return None
-    claimed = db.session.execute(
-        update(Referral)
-        .where(Referral.id == referral.id, Referral.status == ReferralStatus.PENDING)
-        .values(status=ReferralStatus.REWARDED, rewarded_at=utcnow(), order_id=order.id)
-        .execution_options(synchronize_session=False)
+    claimed = cast(
+        CursorResult[Any],
+        db.session.execute(
+            update(Referral)
+            .where(Referral.id == referral.id, Referral.status == ReferralStatus.PENDING)
+            .values(status=ReferralStatus.REWARDED, rewarded_at=utcnow(), order_id=order.id)
+            .execution_options(synchronize_session=False)
+        ),
     ).rowcount
     if claimed != 1:
         return None

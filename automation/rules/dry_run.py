@@ -145,13 +145,13 @@ def _past_events(
     elif trigger == "survey.answered":
         from automation.surveys.models import Survey
 
-        rows = session.execute(
+        surveys = session.execute(
             select(Survey.id, Survey.ticket_id, Survey.contact_id)
             .where(_between(Survey.answered_at, since, until))
             .order_by(Survey.answered_at, Survey.id)
             .limit(limit)
         ).all()
-        yield from ({"survey_id": s, "ticket_id": t, "contact_id": c} for s, t, c in rows)
+        yield from ({"survey_id": s, "ticket_id": t, "contact_id": c} for s, t, c in surveys)
     elif trigger.startswith("order."):
         stmt = select(Order.id, Order.contact_id).where(_between(Order.created_at, since, until))
         if trigger == "order.paid":

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 from jinja2 import TemplateSyntaxError
@@ -287,7 +287,7 @@ def _check_keys(obj: dict[str, Any], path: str, allowed: tuple[str, ...]) -> Non
             raise _fail(where, f"unknown field '{key}'")
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

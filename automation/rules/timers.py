@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -52,7 +52,8 @@ def _pending_windows(hours: float, now: datetime) -> Iterator[tuple[int, str]]:
     ).all()
     for ticket_id, change_id in rows:
         # The status change that made it pending names the window.
-        yield ticket_id, f"pending:{change_id}"
+        # ``ticket_id IN (...)`` never matches NULL.
+        yield cast(int, ticket_id), f"pending:{change_id}"
 
 
 def _no_reply_windows(days: float, now: datetime) -> Iterator[tuple[int, str]]:
@@ -109,6 +110,7 @@ def _due_windows(hours: float, target: str, now: datetime) -> Iterator[tuple[int
         select(TicketSla.ticket_id, due).where(*conditions).limit(BATCH)
     ).all()
     for ticket_id, due_at in rows:
+        due_at = cast(datetime, due_at)  # the query skips rows without a due date
         yield ticket_id, f"due:{target}:{due_at.strftime('%Y%m%dT%H%M%S')}"
 
 

@@ -12,9 +12,9 @@ import logging
 import urllib.error
 import urllib.request
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 
 from helpdesk.extensions import db
 from helpdesk.jobs import job, periodic
@@ -54,10 +54,13 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
 @job()
 def send_webhook(delivery_id: int) -> str:
     """Make one attempt at a queued webhook call; returns the resulting status."""
-    claimed = db.session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == "queued")
-        .values(status="sending", attempts=WebhookDelivery.attempts + 1)
+    claimed = cast(
+        CursorResult[Any],
+        db.session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == "queued")
+            .values(status="sending", attempts=WebhookDelivery.attempts + 1)
+        ),
     ).rowcount
     db.session.commit()
     if not claimed:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy import event as sa_event
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session, object_session
 
 from helpdesk import events
@@ -280,12 +280,16 @@ def check_breaches(now: datetime | None = None) -> dict[str, int]:
             .limit(1000)
         ).all()
         for ticket_id, due_at in rows:
+            due_at = cast(datetime, due_at)  # the query skips rows without a due date
             # The conditional update makes the breach fire once even with two workers.
-            marked = db.session.execute(
-                update(TicketSla)
-                .where(TicketSla.ticket_id == ticket_id, breached.is_(None))
-                .values({breached.key: now})
-                .execution_options(synchronize_session=False)
+            marked = cast(
+                CursorResult[Any],
+                db.session.execute(
+                    update(TicketSla)
+                    .where(TicketSla.ticket_id == ticket_id, breached.is_(None))
+                    .values({breached.key: now})
+                    .execution_options(synchronize_session=False)
+                ),
             ).rowcount
             if not marked:
                 continue

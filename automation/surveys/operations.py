@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Any, cast
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 
 from helpdesk import events
 from helpdesk.actors import Actor
@@ -141,11 +142,14 @@ def answer_survey(token: str, score: int | str | None, comment: str | None = Non
     comment = (comment or "").strip()[:MAX_COMMENT] or None
     now = utcnow()
     # Single use is this conditional update, not a read followed by a write.
-    claimed = db.session.execute(
-        update(Survey)
-        .where(Survey.id == survey.id, Survey.answered_at.is_(None))
-        .values(answered_at=now, score=value, comment=comment)
-        .execution_options(synchronize_session=False)
+    claimed = cast(
+        CursorResult[Any],
+        db.session.execute(
+            update(Survey)
+            .where(Survey.id == survey.id, Survey.answered_at.is_(None))
+            .values(answered_at=now, score=value, comment=comment)
+            .execution_options(synchronize_session=False)
+        ),
     ).rowcount
     if not claimed:
         raise SurveyError("used", "this survey was already answered")

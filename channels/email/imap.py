@@ -481,7 +481,7 @@ def schedule_mailbox_polls() -> int:
     count = 0
     for mailbox_id in ids:
         for offset in range(0, 60, every):
-            poll_mailbox_job.schedule((mailbox_id,), delay=offset)  # type: ignore[attr-defined]
+            poll_mailbox_job.schedule((mailbox_id,), delay=offset)
             count += 1
     return count
 

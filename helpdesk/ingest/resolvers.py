@@ -106,7 +106,7 @@ _LAST_OPEN = (
 )
 
 
-def _state(row: Row[Any] | None) -> TicketState | None:
+def _state(row: Row[*tuple[Any, ...]] | None) -> TicketState | None:
     """A row of ``_STATE`` columns as a state, following merges to the ticket kept."""
     if row is None:
         return None

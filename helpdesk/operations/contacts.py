@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from types import EllipsisType
+from typing import Any, cast
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import CursorResult, bindparam, insert, select, update
 
 from channels.base import IdentityKind, SenderIdentity
 from helpdesk import events
@@ -189,7 +190,7 @@ def update_contact(
     *,
     actor: Actor,
     name: str | None = None,
-    company_id: int | type[...] | None = ...,
+    company_id: int | EllipsisType | None = ...,
     locale: str | None = None,
     notes: str | None = None,
     attributes: dict[str, Any] | None = None,
@@ -201,7 +202,7 @@ def update_contact(
         contact.name = name.strip()[:200]
     if company_id is not ... and company_id != contact.company_id:
         changes["company_id"] = [contact.company_id, company_id]
-        contact.company_id = company_id  # type: ignore[assignment]
+        contact.company_id = company_id
     if locale is not None and locale != contact.locale:
         changes["locale"] = [contact.locale, locale]
         contact.locale = locale or None
@@ -272,16 +273,25 @@ def merge_contacts(source: Contact, target: Contact, *, actor: Actor) -> Contact
             f"contact #{target.id} was merged into #{target.merged_into_id}; merge into that one"
         )
     moved = {
-        "identities": db.session.execute(
-            update(ContactIdentity)
-            .where(ContactIdentity.contact_id == source.id)
-            .values(contact_id=target.id)
+        "identities": cast(
+            CursorResult[Any],
+            db.session.execute(
+                update(ContactIdentity)
+                .where(ContactIdentity.contact_id == source.id)
+                .values(contact_id=target.id)
+            ),
         ).rowcount,
-        "tickets": db.session.execute(
-            update(Ticket).where(Ticket.contact_id == source.id).values(contact_id=target.id)
+        "tickets": cast(
+            CursorResult[Any],
+            db.session.execute(
+                update(Ticket).where(Ticket.contact_id == source.id).values(contact_id=target.id)
+            ),
         ).rowcount,
-        "orders": db.session.execute(
-            update(Order).where(Order.contact_id == source.id).values(contact_id=target.id)
+        "orders": cast(
+            CursorResult[Any],
+            db.session.execute(
+                update(Order).where(Order.contact_id == source.id).values(contact_id=target.id)
+            ),
         ).rowcount,
     }
     from helpdesk.models import Message

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from types import EllipsisType
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import CursorResult, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from helpdesk import events
@@ -206,17 +207,17 @@ def assign_ticket(
     ticket: Ticket,
     *,
     actor: Actor,
-    assignee: User | type[...] | None = ...,
-    team: Team | type[...] | None = ...,
+    assignee: User | EllipsisType | None = ...,
+    team: Team | EllipsisType | None = ...,
 ) -> Ticket:
     """Assign to an agent and/or a team (``None`` unassigns; omitted leaves as is)."""
     changes: dict[str, Any] = {}
     if assignee is not ... and (assignee.id if assignee else None) != ticket.assignee_id:
         changes["assignee_id"] = [ticket.assignee_id, assignee.id if assignee else None]
-        ticket.assignee = assignee  # type: ignore[assignment]
+        ticket.assignee = assignee
     if team is not ... and (team.id if team else None) != ticket.team_id:
         changes["team_id"] = [ticket.team_id, team.id if team else None]
-        ticket.team = team  # type: ignore[assignment]
+        ticket.team = team
     if not changes:
         return ticket
     if ticket.status is TicketStatus.NEW and ticket.assignee is not None:
@@ -331,8 +332,11 @@ def merge_tickets(source: Ticket, target: Ticket, *, actor: Actor) -> Ticket:
         raise OperationError("a ticket cannot be merged into itself")
     if source.merged_into_id is not None:
         raise OperationError(f"ticket #{source.id} was already merged")
-    moved = db.session.execute(
-        update(Message).where(Message.ticket_id == source.id).values(ticket_id=target.id)
+    moved = cast(
+        CursorResult[Any],
+        db.session.execute(
+            update(Message).where(Message.ticket_id == source.id).values(ticket_id=target.id)
+        ),
     ).rowcount
     target.tags = _tags_named([*(t.name for t in target.tags), *(t.name for t in source.tags)])
     target.last_activity_at = max(target.last_activity_at, source.last_activity_at)
