@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from channels.email.passwords import EncryptedText
+from channels.email.passwords import EncryptedText, is_unreadable
 from helpdesk.extensions import db
 from helpdesk.models import Team
 from helpdesk.models._types import UTCDateTime, enum_type, utcnow
@@ -83,6 +83,15 @@ class Mailbox(db.Model):  # type: ignore[name-defined]
     @property
     def has_smtp_password(self) -> bool:
         return bool(self.smtp_password)
+
+    @property
+    def imap_password_unreadable(self) -> bool:
+        """A password is stored, but the current secret key cannot decrypt it."""
+        return is_unreadable(self.imap_password)
+
+    @property
+    def smtp_password_unreadable(self) -> bool:
+        return is_unreadable(self.smtp_password)
 
     def __repr__(self) -> str:  # never the passwords
         return f"<Mailbox {self.id} {self.address}>"

@@ -241,3 +241,18 @@ def test_migration_encrypts_plain_text_passwords_and_downgrade_restores_them(mig
 
     assert stored(mailbox_id) == ("legacy-imap", None)
     db.session.remove()
+
+
+def test_the_edit_page_asks_for_an_unreadable_password_to_be_entered_again(
+    app, client, make_user, login, make_mailbox
+):
+    mailbox = make_mailbox(smtp_username="rapport", smtp_password=SMTP_PASSWORD)
+    notice = "The stored password can no longer be read because the secret key changed."
+    login(make_user("admin"))
+    assert notice not in client.get(f"/admin/mailboxes/{mailbox.id}").get_data(as_text=True)
+
+    change_secret_key(app)
+    login(make_user("admin"))  # the session cookie is signed with the new key
+    page = client.get(f"/admin/mailboxes/{mailbox.id}").get_data(as_text=True)
+
+    assert page.count(notice) == 2  # the IMAP and the SMTP password both
