@@ -4,20 +4,17 @@ stop when answered or solved, and mark breaches once."""
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime
 from typing import Any, cast
 
-from flask import current_app
 from sqlalchemy import CursorResult, select, update
-from sqlalchemy import event as sa_event
-from sqlalchemy.orm import Session, object_session
 
 from helpdesk import events
 from helpdesk.actors import Actor
 from helpdesk.extensions import db
 from helpdesk.models import Ticket, TicketStatus, utcnow
 from helpdesk.operations import audit
+from helpdesk.readcache import ReadCache
 
 from .events import SlaFirstResponseBreached, SlaResolutionBreached
 from .hours import Calendar, CalendarError, add_business_minutes, business_minutes_between
@@ -119,53 +116,20 @@ def select_policy(ticket: Ticket) -> SlaPolicy | None:
     return None
 
 
-#: How long another process may go on believing there are (or are not) policies.
-HAS_POLICIES_TTL = 5.0
-#: Bumped by every policy write in this process; a cached answer from before is void.
-_generation = 0
-
-
-def has_policies() -> bool:
-    """Whether any enabled policy exists; cached per app, because every new ticket asks.
-
-    A change in this process voids the answer at once (the mapper events
-    below); other processes see it within ``HAS_POLICIES_TTL`` seconds.
-    """
-    cache: dict[str, tuple[int, float, bool]] = current_app.extensions.setdefault(
-        "rapport.sla.has_policies", {}
-    )
-    now = time.monotonic()
-    hit = cache.get("answer")
-    if hit is not None and hit[0] == _generation and hit[1] > now:
-        return hit[2]
-    generation = _generation
-    found = (
+def _any_enabled_policy() -> bool:
+    return (
         db.session.scalar(select(SlaPolicy.id).where(SlaPolicy.is_enabled.is_(True)).limit(1))
         is not None
     )
-    cache["answer"] = (generation, now + HAS_POLICIES_TTL, found)
-    return found
 
 
-def _forget_has_policies() -> None:
-    global _generation
-    _generation += 1
+#: Every new ticket asks; another process sees a policy change within ``ttl`` seconds.
+_has_policies = ReadCache("sla.has_policies", _any_enabled_policy, ttl=5.0, models=(SlaPolicy,))
 
 
-@sa_event.listens_for(SlaPolicy, "after_insert")
-@sa_event.listens_for(SlaPolicy, "after_update")
-@sa_event.listens_for(SlaPolicy, "after_delete")
-def _policy_written(_mapper: Any, _connection: Any, policy: SlaPolicy) -> None:
-    _forget_has_policies()
-    session = object_session(policy)
-    if session is not None:  # again at commit, in case a reader cached the old answer meanwhile
-        session.info["sla_policies_changed"] = True
-
-
-@sa_event.listens_for(Session, "after_commit")
-def _forget_after_commit(session: Session) -> None:
-    if session.info.pop("sla_policies_changed", False):
-        _forget_has_policies()
+def has_policies() -> bool:
+    """Whether any enabled policy exists (cached per app, see helpdesk.readcache)."""
+    return _has_policies.get()
 
 
 # ------------------------------------------------------------------ clocks

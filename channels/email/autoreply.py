@@ -24,6 +24,7 @@ from helpdesk.extensions import db
 from helpdesk.jobs import job
 from helpdesk.models import Direction, Message, Ticket, utcnow
 from helpdesk.operations.messages import reply_to_ticket
+from helpdesk.readcache import ReadCache
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,28 @@ def _acknowledge_new_email_ticket(
         return
     if event.channel != "email" or not (event.inbox or "").startswith("email:"):
         return
+    # Most mailboxes never acknowledge; knowing which do spares a queued job per new
+    # ticket. The job checks again under a lock: this is only a shortcut.
+    mailbox_id = (event.inbox or "").split(":", 1)[1]
+    if not mailbox_id.isdigit() or int(mailbox_id) not in _acknowledging.get():
+        return
+    db.session.rollback()  # on SQLite even a read holds the write lock the job needs
     send_auto_acknowledgement(event.ticket_id)
+
+
+def _acknowledging_mailboxes() -> frozenset[int]:
+    return frozenset(
+        db.session.scalars(
+            select(Mailbox.id).where(
+                Mailbox.auto_acknowledge.is_(True), Mailbox.is_active.is_(True)
+            )
+        )
+    )
+
+
+_acknowledging = ReadCache(
+    "email.acknowledging_mailboxes", _acknowledging_mailboxes, ttl=5.0, models=(Mailbox,)
+)
 
 
 def per_hour_limit() -> int:

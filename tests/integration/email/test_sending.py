@@ -343,3 +343,24 @@ def test_acknowledgements_are_rate_limited_per_sender_in_the_database(
         "bob@example.test",
     ]
     assert db.session.scalar(select(func.count()).select_from(AutoAcknowledgement)) == 3
+
+
+def test_a_mailbox_that_does_not_acknowledge_queues_no_acknowledgement_job(
+    make_mailbox, append, poll, smtp, monkeypatch
+):
+    from channels.email import autoreply
+
+    queued: list[int] = []
+    monkeypatch.setattr(autoreply, "send_auto_acknowledgement", queued.append)
+    mailbox = make_mailbox(auto_acknowledge=False)
+    append(make_mail(subject="First"))
+    assert poll(mailbox).ingested == 1
+    assert queued == []
+
+    mailbox.auto_acknowledge = True
+    db.session.commit()
+    append(make_mail(subject="Second", message_id="<second@client.example>"))
+    assert poll(mailbox).ingested == 1
+    second = db.session.scalars(select(Ticket).where(Ticket.subject == "Second")).one()
+    assert queued == [second.id]
+    assert smtp.received == []
