@@ -30,6 +30,9 @@ SETTINGS = {
     # again and Message-ID dedupe keeps it single. It halves the cost per mail of a
     # backlog (bench/RESULTS.md); a batch of 20 commits within a fraction of a second.
     "RAPPORT_EMAIL_COMMIT_EVERY": 20,
+    # Worker processes that parse a big backlog while the poller ingests (0: parse in
+    # the poller). Used only for passes of at least 100 new mails.
+    "RAPPORT_EMAIL_PARSE_PROCESSES": 1,
     # Automatic acknowledgements per sender per hour.
     "RAPPORT_EMAIL_AUTOACK_PER_HOUR": 3,
 }

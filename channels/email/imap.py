@@ -32,6 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from email.parser import BytesHeaderParser
 from typing import Any
@@ -39,6 +40,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select, update
 
+from channels.base import InboundMessage
 from channels.email.headers import message_ids, raw_header
 from channels.email.inbound import MailboxRef, Outcome, mailbox_ref, process_raw
 from channels.email.mailboxes import (
@@ -52,7 +54,8 @@ from channels.email.mailboxes import (
     tls_context,
 )
 from channels.email.models import Mailbox, Security
-from channels.email.parse import CHANNEL
+from channels.email.parse import CHANNEL, DEFAULT_MAX_ATTACHMENT_BYTES
+from channels.email.parsepool import ParsePool, parsed_or_none
 from helpdesk.extensions import db
 from helpdesk.jobs import job, periodic
 from helpdesk.models import Message, utcnow
@@ -63,6 +66,9 @@ HEADER_ITEM = b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"
 BODY_ITEM = b"BODY.PEEK[]"
 #: UIDs handled per round of header fetch.
 BATCH = 200
+#: A pass with at least this many new mails parses them in worker processes
+#: (``RAPPORT_EMAIL_PARSE_PROCESSES``); a smaller one does not repay starting them.
+PARSE_POOL_MIN_MAILS = 100
 #: Bodies fetched per round trip, and the bytes we let one round trip hold.
 BODY_BATCH = 50
 BODY_BATCH_BYTES = 32 * 1024 * 1024
@@ -189,6 +195,61 @@ def _item(data: dict[bytes, Any], prefix: bytes) -> Any:
     return None
 
 
+def _parse_pool(mails: int) -> ParsePool | None:
+    """A pool of parse workers for a pass big enough to repay starting one."""
+    processes = int(_config("RAPPORT_EMAIL_PARSE_PROCESSES", 1))
+    if processes <= 0 or mails < PARSE_POOL_MIN_MAILS:
+        return None
+    limit = _config("RAPPORT_MAX_UPLOAD_BYTES", DEFAULT_MAX_ATTACHMENT_BYTES)
+    try:
+        return ParsePool(processes, max_attachment_bytes=limit)
+    except Exception as exc:  # e.g. no process limit left: parse in the poller
+        log.warning("could not start parse workers (%s); parsing in the poller", exc)
+        return None
+
+
+class _Bodies:
+    """The bodies of one chunk, fetched a group per round trip, in order.
+
+    With a parse pool, each group goes to it as soon as it is fetched and the
+    next group is fetched one step early, so the workers parse ahead of the
+    ingest instead of waiting for it.
+    """
+
+    def __init__(self, client: Any, groups: list[list[int]], pool: ParsePool | None) -> None:
+        self._client = client
+        self._groups = groups
+        self._pool = pool
+        self._group_of = {uid: index for index, group in enumerate(groups) for uid in group}
+        self._fetched = 0
+        self._raw: dict[int, bytes] = {}
+        self._futures: dict[int, tuple[list[int], Future[list[InboundMessage]]]] = {}
+        self._parsed: dict[int, InboundMessage | None] = {}
+
+    def take(self, uid: int) -> tuple[bytes | None, InboundMessage | None]:
+        """The uid's raw mail (None if the server lost it) and, if ready, its parse."""
+        index = self._group_of[uid]
+        last = min(index + (1 if self._pool else 0), len(self._groups) - 1)
+        while self._fetched <= last:
+            self._fetch(self._fetched)
+            self._fetched += 1
+        if index in self._futures:
+            uids, future = self._futures.pop(index)
+            self._parsed.update(zip(uids, parsed_or_none(future, len(uids)), strict=True))
+        return self._raw.pop(uid, None), self._parsed.pop(uid, None)
+
+    def _fetch(self, index: int) -> None:
+        got: dict[int, bytes] = {}
+        for uid, data in self._client.fetch(self._groups[index], [BODY_ITEM]).items():
+            body = _item(data, b"BODY[")
+            if body is not None:
+                got[uid] = bytes(body)
+        self._raw.update(got)
+        if self._pool is not None and got:
+            uids = list(got)
+            self._futures[index] = (uids, self._pool.submit([got[u] for u in uids]))
+
+
 _header_parser = BytesHeaderParser()
 
 
@@ -217,6 +278,7 @@ class MailboxPoller:
         self.lease_seconds = float(lease_seconds or _config("RAPPORT_EMAIL_LEASE_SECONDS", 120))
         self.commit_every = max(1, int(commit_every or _config("RAPPORT_EMAIL_COMMIT_EVERY", 20)))
         self.checkpoint = checkpoint
+        self._pool: ParsePool | None = None
 
     # Database steps: each ends its transaction before any network call. --------
 
@@ -295,8 +357,14 @@ class MailboxPoller:
 
         uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
         source_prefix = f"mailbox:{self.mailbox_id}/uidvalidity:{uidvalidity}"
-        for chunk in _chunks(uids, BATCH):
-            self._poll_chunk(client, chunk, ref, own, source_prefix, result)
+        self._pool = _parse_pool(len(uids))
+        try:
+            for chunk in _chunks(uids, BATCH):
+                self._poll_chunk(client, chunk, ref, own, source_prefix, result)
+        finally:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
         self._commit_state(last_polled_at=utcnow(), last_error=None)
         return result
 
@@ -325,9 +393,7 @@ class MailboxPoller:
         # always fetched, its id is a hash of the bytes.
         wanted = [uid for uid in chunk if uid in heads and (not ids[uid] or ids[uid] not in known)]
         sizes = {uid: int(heads[uid].get(b"RFC822.SIZE") or 0) for uid in wanted}
-        groups = iter(_body_groups(wanted, sizes))
-        bodies: dict[int, bytes] = {}
-        asked: set[int] = set()
+        bodies = _Bodies(client, list(_body_groups(wanted, sizes)), self._pool)
         pending: list[int] = []
         committed: list[int] = []
         try:
@@ -338,17 +404,14 @@ class MailboxPoller:
                 elif uid not in sizes:
                     result.skipped_known += 1
                 else:
-                    if uid not in asked:
-                        group = next(groups)
-                        asked.update(group)
-                        for got, data in client.fetch(group, [BODY_ITEM]).items():
-                            body = _item(data, b"BODY[")
-                            if body is not None:
-                                bodies[got] = bytes(body)
-                    raw = bodies.pop(uid, None)
+                    raw, parsed = bodies.take(uid)
                     if raw is not None:
                         outcome = process_raw(
-                            raw, mailbox=ref, own=own, source=f"{source_prefix}/uid:{uid}"
+                            raw,
+                            mailbox=ref,
+                            own=own,
+                            source=f"{source_prefix}/uid:{uid}",
+                            parsed=parsed,
                         )
                         result.count(outcome)
                 pending.append(uid)

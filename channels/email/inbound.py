@@ -63,10 +63,21 @@ def mailbox_ref(mailbox: object) -> MailboxRef:
     )
 
 
-def to_inbound(raw: bytes, mailbox: MailboxRef | None, own: set[str]) -> InboundMessage | None:
-    """Parse ``raw`` and fit it to the mailbox; None for mail we sent ourselves."""
-    limit = current_app.config.get("RAPPORT_MAX_UPLOAD_BYTES", DEFAULT_MAX_ATTACHMENT_BYTES)
-    msg = parse_email(raw, max_attachment_bytes=limit)
+def to_inbound(
+    raw: bytes,
+    mailbox: MailboxRef | None,
+    own: set[str],
+    parsed: InboundMessage | None = None,
+) -> InboundMessage | None:
+    """Parse ``raw`` (unless a parse worker did) and fit it to the mailbox.
+
+    Returns None for mail we sent ourselves.
+    """
+    if parsed is not None:
+        msg = parsed
+    else:
+        limit = current_app.config.get("RAPPORT_MAX_UPLOAD_BYTES", DEFAULT_MAX_ATTACHMENT_BYTES)
+        msg = parse_email(raw, max_attachment_bytes=limit)
     if msg.sender.value.lower() in own:
         # Loop guard: our own notifications or replies that came back to an inbox.
         return None
@@ -94,9 +105,15 @@ def recipients_of(msg: InboundMessage) -> list[str]:
     return found
 
 
-def ingest_raw(raw: bytes, *, mailbox: MailboxRef | None, own: set[str]) -> Outcome:
+def ingest_raw(
+    raw: bytes,
+    *,
+    mailbox: MailboxRef | None,
+    own: set[str],
+    parsed: InboundMessage | None = None,
+) -> Outcome:
     """Parse and ingest one mail in the current transaction; raises on failure."""
-    msg = to_inbound(raw, mailbox, own)
+    msg = to_inbound(raw, mailbox, own, parsed)
     if msg is None:
         return Outcome("ignored", detail="sent from one of our own addresses")
     if mailbox is None:
@@ -115,15 +132,24 @@ def ingest_raw(raw: bytes, *, mailbox: MailboxRef | None, own: set[str]) -> Outc
     )
 
 
-def process_raw(raw: bytes, *, mailbox: MailboxRef | None, own: set[str], source: str) -> Outcome:
+def process_raw(
+    raw: bytes,
+    *,
+    mailbox: MailboxRef | None,
+    own: set[str],
+    source: str,
+    parsed: InboundMessage | None = None,
+) -> Outcome:
     """Ingest one mail inside a savepoint; on any error quarantine it instead.
+
+    ``parsed`` is ``parse_email(raw)`` when a parse worker already made it.
 
     Never raises for a bad mail; a broken database connection still raises,
     because then quarantining fails too and the caller must retry later.
     """
     try:
         with db.session.begin_nested():
-            return ingest_raw(raw, mailbox=mailbox, own=own)
+            return ingest_raw(raw, mailbox=mailbox, own=own, parsed=parsed)
     except Exception:
         error = traceback.format_exc()
         item = quarantine(CHANNEL, source, raw, error)

@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
+from channels.email import imap
 from channels.email.imap import connect, idle_loop, poll_mailbox
 from channels.email.models import Mailbox
 from helpdesk.extensions import db
@@ -133,9 +134,31 @@ def _fork_poller(app, mailbox_id: int) -> tuple[int, int]:
     return pid, read_end
 
 
+def _orphaned_parse_processes() -> set[int]:
+    """Multiprocessing helper processes whose parent died (adopted by init)."""
+    found = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{entry.name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if b"multiprocessing.forkserver" in cmdline and ppid == 1:
+            found.add(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("parse_workers", [False, True], ids=["inline", "parse-workers"])
 def test_sigkill_of_a_polling_process_loses_nothing_and_duplicates_nothing(
-    app, mailbox, append, poll
+    app, mailbox, append, poll, monkeypatch, parse_workers
 ):
+    if parse_workers:  # the forked poller inherits this and parses in a worker process
+        monkeypatch.setattr(imap, "PARSE_POOL_MIN_MAILS", 1)
+    orphans_before = _orphaned_parse_processes()
     append(*(make_mail(subject=f"Mail {i}", sender=f"k{i}@example.test") for i in range(20)))
     mailbox_id = mailbox.id
     db.session.commit()  # no lock held here while the other process writes
@@ -153,6 +176,11 @@ def test_sigkill_of_a_polling_process_loses_nothing_and_duplicates_nothing(
         os.close(pipe)
     db.session.expire_all()
     assert 10 <= count(Message) < 20  # five batches of two were committed
+    # Parse workers notice that their poller died and leave (they check every second).
+    deadline = time.monotonic() + 10
+    while _orphaned_parse_processes() - orphans_before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _orphaned_parse_processes() - orphans_before
 
     # The dead process still holds the lease: nobody else may poll until it runs out.
     assert poll(mailbox_id).status == "busy"
