@@ -112,6 +112,39 @@ def app(_schema: None, database_url: str, app_config: dict[str, Any]) -> Iterato
         db.engine.dispose()
 
 
+@pytest.fixture
+def empty_database(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """A database with nothing in it: a new SQLite file, or a new PostgreSQL database."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    from sqlalchemy import create_engine, text
+
+    def run(*statements: str) -> None:
+        admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+        admin.dispose()
+
+    run("DROP DATABASE IF EXISTS rapport_empty", "CREATE DATABASE rapport_empty")
+    yield database_url.rsplit("/", 1)[0] + "/rapport_empty"
+    run("DROP DATABASE IF EXISTS rapport_empty WITH (FORCE)")
+
+
+@pytest.fixture
+def unmigrated_app(empty_database: str) -> Iterator[Any]:
+    """An app on ``empty_database``, for tests that run the migrations themselves."""
+    from helpdesk import create_app
+    from helpdesk.extensions import db
+
+    application = create_app(_test_config(empty_database))
+    with application.app_context():
+        yield application
+        db.session.remove()
+        db.engine.dispose()
+
+
 def install_search_structures(db: Any) -> None:
     """What the migration adds beyond the models: full-text search tables and indexes."""
     from helpdesk.search import install_search
@@ -145,6 +178,43 @@ def client(app: Any) -> Any:
 @pytest.fixture
 def runner(app: Any) -> Any:
     return app.test_cli_runner()
+
+
+@pytest.fixture
+def run_threads(app: Any) -> Callable[..., tuple[list[Any], list[Exception]]]:
+    """Run ``work(i)`` for each i below ``n`` in its own thread, all released at once, each
+    in its own app context and session; return what committed work returned, and errors."""
+    import threading
+
+    from helpdesk.extensions import db
+
+    def run(n: int, work: Callable[[int], Any]) -> tuple[list[Any], list[Exception]]:
+        db.session.commit()  # our own open transaction would hold SQLite's write lock
+        barrier = threading.Barrier(n)
+        results: list[Any] = []
+        errors: list[Exception] = []
+
+        def worker(i: int) -> None:
+            with app.app_context():
+                try:
+                    barrier.wait(timeout=30)
+                    result = work(i)
+                    db.session.commit()
+                    results.append(result)
+                except Exception as exc:
+                    errors.append(exc)
+                    db.session.rollback()
+                finally:
+                    db.session.remove()
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return results, errors
+
+    return run
 
 
 # ---------------------------------------------------------------- factories

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
-
-from sqlalchemy import CursorResult, delete, update
+from sqlalchemy import delete, update
 
 from helpdesk.actors import Actor
 from helpdesk.extensions import db
@@ -12,6 +10,7 @@ from helpdesk.models import Contact
 from helpdesk.operations.contacts import on_merge
 
 from .models import IncentiveCapLock, IncentiveGrant, Voucher, VoucherRedemption
+from .sql import changed_rows
 
 
 @on_merge
@@ -23,14 +22,8 @@ def move_incentives(source: Contact, target: Contact, actor: Actor) -> dict[str,
         ("vouchers", Voucher),
         ("redemptions", VoucherRedemption),
     ):
-        counts[name] = cast(
-            CursorResult[Any],
-            db.session.execute(
-                update(model)
-                .where(model.contact_id == source.id)
-                .values(contact_id=target.id)
-                .execution_options(synchronize_session=False)
-            ),
-        ).rowcount
+        counts[name] = changed_rows(
+            update(model).where(model.contact_id == source.id).values(contact_id=target.id)
+        )
     db.session.execute(delete(IncentiveCapLock).where(IncentiveCapLock.contact_id == source.id))
     return counts

@@ -14,10 +14,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import CursorResult, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from helpdesk import events
@@ -62,7 +62,7 @@ from .policy import (
     needs_approval,
     period_start,
 )
-from .sql import insert_or_ignore, upsert_insert
+from .sql import changed_rows, insert_or_ignore, upsert_insert
 
 log = logging.getLogger(__name__)
 
@@ -562,18 +562,14 @@ def _charge_budget(
         )
     )
     cost = _cents(grant.cost)
-    charged = cast(
-        CursorResult[Any],
-        db.session.execute(
-            update(BudgetAccount)
-            .where(
-                BudgetAccount.id == account_id,
-                BudgetAccount.spent_cents + cost <= _cents(limit),
-            )
-            .values(spent_cents=BudgetAccount.spent_cents + cost, limit_cents=_cents(limit))
-            .execution_options(synchronize_session=False)
-        ),
-    ).rowcount
+    charged = changed_rows(
+        update(BudgetAccount)
+        .where(
+            BudgetAccount.id == account_id,
+            BudgetAccount.spent_cents + cost <= _cents(limit),
+        )
+        .values(spent_cents=BudgetAccount.spent_cents + cost, limit_cents=_cents(limit))
+    )
     if charged != 1:
         raise _Refused("budget_exhausted")
     db.session.add(
@@ -623,22 +619,16 @@ def budget_spent(policy: IncentivePolicy | str, at: datetime | None = None) -> D
 
 
 def _decide(grant: IncentiveGrant, to: GrantStatus, actor: Actor, note: str) -> bool:
-    decided = cast(
-        CursorResult[Any],
-        db.session.execute(
-            update(IncentiveGrant)
-            .where(
-                IncentiveGrant.id == grant.id, IncentiveGrant.status == GrantStatus.PENDING_APPROVAL
-            )
-            .values(
-                status=to,
-                decided_at=utcnow(),
-                decided_by_id=actor.id if actor.is_user else None,
-                decision_note=note[:500],
-            )
-            .execution_options(synchronize_session=False)
-        ),
-    ).rowcount
+    decided = changed_rows(
+        update(IncentiveGrant)
+        .where(IncentiveGrant.id == grant.id, IncentiveGrant.status == GrantStatus.PENDING_APPROVAL)
+        .values(
+            status=to,
+            decided_at=utcnow(),
+            decided_by_id=actor.id if actor.is_user else None,
+            decision_note=note[:500],
+        )
+    )
     db.session.refresh(grant)
     return decided == 1
 
@@ -813,15 +803,11 @@ def find_voucher(code: str) -> Voucher | None:
 
 def mark_voucher_sent(voucher: Voucher, *, actor: Actor) -> bool:
     """Note that the code reached the customer (issued → sent)."""
-    moved = cast(
-        CursorResult[Any],
-        db.session.execute(
-            update(Voucher)
-            .where(Voucher.id == voucher.id, Voucher.status == VoucherStatus.ISSUED)
-            .values(status=VoucherStatus.SENT, sent_at=utcnow())
-            .execution_options(synchronize_session=False)
-        ),
-    ).rowcount
+    moved = changed_rows(
+        update(Voucher)
+        .where(Voucher.id == voucher.id, Voucher.status == VoucherStatus.ISSUED)
+        .values(status=VoucherStatus.SENT, sent_at=utcnow())
+    )
     db.session.refresh(voucher)
     if moved:
         audit.record(
@@ -922,19 +908,15 @@ def redeem_voucher(
     voucher = check_voucher(
         code, contact=contact, order_total=order_total, currency=currency, now=now
     )
-    taken = cast(
-        CursorResult[Any],
-        db.session.execute(
-            update(Voucher)
-            .where(
-                Voucher.id == voucher.id,
-                Voucher.status.in_(_USABLE),
-                or_(Voucher.expires_at.is_(None), Voucher.expires_at > now),
-            )
-            .values(status=VoucherStatus.REDEEMED, redeemed_at=now)
-            .execution_options(synchronize_session=False)
-        ),
-    ).rowcount
+    taken = changed_rows(
+        update(Voucher)
+        .where(
+            Voucher.id == voucher.id,
+            Voucher.status.in_(_USABLE),
+            or_(Voucher.expires_at.is_(None), Voucher.expires_at > now),
+        )
+        .values(status=VoucherStatus.REDEEMED, redeemed_at=now)
+    )
     db.session.refresh(voucher)
     if taken != 1:
         if order_ref and voucher.status is VoucherStatus.REDEEMED:
@@ -1040,20 +1022,16 @@ def reverse_redemption(
 
 def void_voucher(voucher: Voucher, *, actor: Actor, reason: str = "") -> bool:
     """Cancel a voucher that has not been used."""
-    moved = cast(
-        CursorResult[Any],
-        db.session.execute(
-            update(Voucher)
-            .where(
-                Voucher.id == voucher.id,
-                Voucher.status.in_(
-                    (VoucherStatus.ISSUED, VoucherStatus.SENT, VoucherStatus.PENDING_APPROVAL)
-                ),
-            )
-            .values(status=VoucherStatus.VOID, voided_at=utcnow())
-            .execution_options(synchronize_session=False)
-        ),
-    ).rowcount
+    moved = changed_rows(
+        update(Voucher)
+        .where(
+            Voucher.id == voucher.id,
+            Voucher.status.in_(
+                (VoucherStatus.ISSUED, VoucherStatus.SENT, VoucherStatus.PENDING_APPROVAL)
+            ),
+        )
+        .values(status=VoucherStatus.VOID, voided_at=utcnow())
+    )
     db.session.refresh(voucher)
     if moved:
         audit.record(
@@ -1077,17 +1055,11 @@ def expire_vouchers(*, now: datetime | None = None, actor: Actor = SYSTEM) -> in
     ).all()
     expired = 0
     for voucher_id, contact_id, ticket_id in due:
-        moved = cast(
-            CursorResult[Any],
-            db.session.execute(
-                update(Voucher)
-                .where(
-                    Voucher.id == voucher_id, Voucher.status.in_(_USABLE), Voucher.expires_at <= now
-                )
-                .values(status=VoucherStatus.EXPIRED)
-                .execution_options(synchronize_session=False)
-            ),
-        ).rowcount
+        moved = changed_rows(
+            update(Voucher)
+            .where(Voucher.id == voucher_id, Voucher.status.in_(_USABLE), Voucher.expires_at <= now)
+            .values(status=VoucherStatus.EXPIRED)
+        )
         if moved and contact_id is not None:
             audit.record(
                 "voucher.expired",

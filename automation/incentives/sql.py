@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Table
+from sqlalchemy import CursorResult, Delete, Table, Update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from helpdesk.extensions import db
@@ -24,3 +24,13 @@ def upsert_insert(table: Table) -> Any:
     """The dialect's ``INSERT … ON CONFLICT`` builder for ``table``."""
     insert = postgresql.insert if dialect() == "postgresql" else sqlite.insert
     return insert(table)
+
+
+def changed_rows(statement: Update | Delete) -> int:
+    """Run an UPDATE or DELETE and return how many rows it changed.
+
+    Objects already in the session are left as they were (``synchronize_session=False``):
+    refresh what is read again afterwards.
+    """
+    result = db.session.execute(statement.execution_options(synchronize_session=False))
+    return cast(CursorResult[Any], result).rowcount

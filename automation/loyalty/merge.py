@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from sqlalchemy import delete, select, update
 
-from sqlalchemy import CursorResult, delete, select, update
-
+from automation.incentives.sql import changed_rows
 from helpdesk.actors import Actor
 from helpdesk.extensions import db
 from helpdesk.models import Contact
@@ -24,15 +23,9 @@ def move_loyalty(source: Contact, target: Contact, actor: Actor) -> dict[str, in
     available, pending = (row.available, row.pending) if row else (0, 0)
     # The ledger stays append-only in substance: entries keep their amounts and
     # history; only whose they are changes, as with tickets and orders.
-    moved = cast(
-        CursorResult[Any],
-        db.session.execute(
-            update(PointsEntry)
-            .where(PointsEntry.contact_id == source.id)
-            .values(contact_id=target.id)
-            .execution_options(synchronize_session=False)
-        ),
-    ).rowcount
+    moved = changed_rows(
+        update(PointsEntry).where(PointsEntry.contact_id == source.id).values(contact_id=target.id)
+    )
     _move_balance(target.id, available=available, pending=pending)
     _move_balance(source.id, available=-available, pending=-pending)
     db.session.execute(

@@ -12,14 +12,14 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import CursorResult, case, func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from automation.incentives import codes
-from automation.incentives.sql import insert_or_ignore
+from automation.incentives.sql import changed_rows, insert_or_ignore
 from helpdesk import events
 from helpdesk.actors import SYSTEM, Actor
 from helpdesk.extensions import db
@@ -248,15 +248,11 @@ def deduct_points(
     if existing is not None:
         return existing
     _ensure_balance(contact.id)
-    taken = cast(
-        CursorResult[Any],
-        db.session.execute(
-            update(PointsBalance)
-            .where(PointsBalance.contact_id == contact.id, PointsBalance.available >= points)
-            .values(available=PointsBalance.available - points, updated_at=utcnow())
-            .execution_options(synchronize_session=False)
-        ),
-    ).rowcount
+    taken = changed_rows(
+        update(PointsBalance)
+        .where(PointsBalance.contact_id == contact.id, PointsBalance.available >= points)
+        .values(available=PointsBalance.available - points, updated_at=utcnow())
+    )
     if taken != 1:
         raise LoyaltyError(
             f"{contact.display_name} has fewer than {points} points available",
@@ -450,15 +446,11 @@ def mature_pending_points(*, now: datetime | None = None, actor: Actor = SYSTEM)
     ).all()
     matured = 0
     for entry in due:
-        moved = cast(
-            CursorResult[Any],
-            db.session.execute(
-                update(PointsEntry)
-                .where(PointsEntry.id == entry.id, PointsEntry.state == EntryState.PENDING)
-                .values(state=EntryState.POSTED)
-                .execution_options(synchronize_session=False)
-            ),
-        ).rowcount
+        moved = changed_rows(
+            update(PointsEntry)
+            .where(PointsEntry.id == entry.id, PointsEntry.state == EntryState.PENDING)
+            .values(state=EntryState.POSTED)
+        )
         if moved != 1:
             continue
         db.session.refresh(entry)
@@ -810,15 +802,11 @@ def reward_referral(order: Order, *, actor: Actor = SYSTEM) -> Referral | None:
     )
     if first_paid != order.id:
         return None
-    claimed = cast(
-        CursorResult[Any],
-        db.session.execute(
-            update(Referral)
-            .where(Referral.id == referral.id, Referral.status == ReferralStatus.PENDING)
-            .values(status=ReferralStatus.REWARDED, rewarded_at=utcnow(), order_id=order.id)
-            .execution_options(synchronize_session=False)
-        ),
-    ).rowcount
+    claimed = changed_rows(
+        update(Referral)
+        .where(Referral.id == referral.id, Referral.status == ReferralStatus.PENDING)
+        .values(status=ReferralStatus.REWARDED, rewarded_at=utcnow(), order_id=order.id)
+    )
     if claimed != 1:
         return None
     referrer = db.session.get(Contact, referral.referrer_id)

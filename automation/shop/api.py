@@ -9,12 +9,11 @@ Retry-After, across processes (the counter is a table).
 
 from __future__ import annotations
 
-import functools
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 from flask import Blueprint, jsonify
 from sqlalchemy import select
@@ -37,7 +36,6 @@ from automation.loyalty.operations import (
 from channels.base import IdentityKind
 from helpdesk.api.auth import (
     current_actor,
-    current_token,
     rate_limit,
     rate_limit_key,
     token_required,
@@ -46,36 +44,13 @@ from helpdesk.api.base import ApiError, Fields, invalid, json_body, not_found
 from helpdesk.errors import error_response
 from helpdesk.extensions import db, limiter
 from helpdesk.models import Contact
-from helpdesk.operations import users
 from helpdesk.operations.contacts import OperationError, find_contact, live_contact
 
 bp = Blueprint("shop_api", __name__, url_prefix="/api/v1/shop")
 limiter.shared_limit(rate_limit, scope="api", key_func=rate_limit_key)(bp)
 
-#: The scopes this API uses; they belong in ``helpdesk.operations.users.SCOPES``.
+#: The scopes this API uses (all of them in ``helpdesk.operations.users.SCOPES``).
 SHOP_SCOPES = ("vouchers:read", "vouchers:write", "loyalty:read", "loyalty:write")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def scoped(scope: str) -> Callable[[F], F]:
-    """``token_required(scope)``; until the scope is in SCOPES, any live token is
-    authenticated there and the scope is checked here, with the same 403."""
-    if scope in users.SCOPES:
-        return token_required(scope)
-
-    def decorate(view: F) -> F:
-        @functools.wraps(view)
-        def checked(*args: Any, **kwargs: Any) -> Any:
-            if scope not in (current_token().scopes or []):
-                raise ApiError(
-                    403, f"The API token lacks the '{scope}' scope.", "forbidden", scope=scope
-                )
-            return view(*args, **kwargs)
-
-        return token_required(None)(checked)  # type: ignore[return-value]
-
-    return decorate
 
 
 @bp.errorhandler(ApiError)
@@ -205,7 +180,7 @@ def _str(value: Decimal | None) -> str | None:
 
 
 @bp.post("/vouchers/validate")
-@scoped("vouchers:read")
+@token_required("vouchers:read")
 def validate():
     body = Fields(
         json_body(), known=("code", "contact_id", "email", "cart_total", "currency", "customer_ip")
@@ -228,7 +203,7 @@ def validate():
 
 
 @bp.post("/vouchers/redeem")
-@scoped("vouchers:write")
+@token_required("vouchers:write")
 def redeem():
     body = Fields(
         json_body(),
@@ -257,7 +232,7 @@ def redeem():
 
 
 @bp.post("/redemptions/<int:redemption_id>/reverse")
-@scoped("vouchers:write")
+@token_required("vouchers:write")
 def reverse(redemption_id: int):
     body = Fields(json_body() if _has_body() else {}, known=("reason",))
     redemption = db.session.get(VoucherRedemption, redemption_id)
@@ -272,7 +247,7 @@ def reverse(redemption_id: int):
 
 
 @bp.post("/redemptions/reverse")
-@scoped("vouchers:write")
+@token_required("vouchers:write")
 def reverse_by_order():
     """Reverse what was redeemed on a refunded order, by the shop's order id."""
     body = Fields(json_body(), known=("order_id", "reason"))
@@ -308,7 +283,7 @@ def _contact_or_404(contact_id: int) -> Contact:
 
 
 @bp.get("/contacts/<int:contact_id>")
-@scoped("loyalty:read")
+@token_required("loyalty:read")
 def contact_rewards(contact_id: int):
     """A contact's points, tier and vouchers."""
     contact = _contact_or_404(contact_id)
@@ -335,7 +310,7 @@ def contact_rewards(contact_id: int):
 
 
 @bp.post("/contacts/<int:contact_id>/referral-code")
-@scoped("loyalty:write")
+@token_required("loyalty:write")
 def referral_code(contact_id: int):
     """The contact's refer-a-friend code (created on first ask, with where it was shared)."""
     body = Fields(json_body() if _has_body() else {}, known=("ip", "user_agent"))
@@ -351,7 +326,7 @@ def referral_code(contact_id: int):
 
 
 @bp.post("/referrals")
-@scoped("loyalty:write")
+@token_required("loyalty:write")
 def referrals():
     """A new customer signed up with a referral code."""
     body = Fields(json_body(), known=("code", "contact_id", "email", "ip", "user_agent"))

@@ -2,54 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect
 
 from helpdesk.extensions import db
 from helpdesk.search import is_search_table
 
 
-@pytest.fixture
-def empty_database(database_url, tmp_path):
-    """A database with nothing in it: a new SQLite file, or a new PostgreSQL schema."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'migrations.db'}"
-        return
-    admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS rapport_migrations"))
-        conn.execute(text("CREATE DATABASE rapport_migrations"))
-    admin.dispose()
-    yield database_url.rsplit("/", 1)[0] + "/rapport_migrations"
-    admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS rapport_migrations WITH (FORCE)"))
-    admin.dispose()
-
-
-@pytest.fixture
-def migrated_app(empty_database):
-    from helpdesk import create_app
-
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "x",
-            "SQLALCHEMY_DATABASE_URI": empty_database,
-            "RAPPORT_JOBS_IMMEDIATE": True,
-            "RAPPORT_EMBEDDED_WORKER": False,
-        }
-    )
-    with app.app_context():
-        yield app
-        db.session.remove()
-        db.engine.dispose()
-
-
-def test_upgrade_from_empty_matches_the_models(migrated_app):
+def test_upgrade_from_empty_matches_the_models(unmigrated_app):
     upgrade()
     with db.engine.connect() as conn:
         context = MigrationContext.configure(
@@ -65,14 +27,14 @@ def test_upgrade_from_empty_matches_the_models(migrated_app):
     assert diff == []
 
 
-def test_upgrade_installs_full_text_search(migrated_app):
+def test_upgrade_installs_full_text_search(unmigrated_app):
     from helpdesk.search import search_tickets
 
     upgrade()
     assert search_tickets("anything") == []
 
 
-def test_downgrade_to_base_removes_every_table(migrated_app):
+def test_downgrade_to_base_removes_every_table(unmigrated_app):
     upgrade()
     downgrade(revision="base")
     remaining = set(inspect(db.engine).get_table_names()) - {"alembic_version"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from decimal import Decimal
 
 import pytest
@@ -38,19 +37,6 @@ from helpdesk.operations.tickets import close_ticket, reopen_ticket
 RULE = Actor.automation(7, "apology rule")
 
 
-def _wire(app):
-    if "shop_api" not in app.blueprints:
-        from automation import incentives, loyalty, shop
-
-        for package in (incentives, loyalty, shop):
-            package.init_app(app)
-
-
-@pytest.fixture(autouse=True)
-def wired(app):
-    _wire(app)
-
-
 def count(model, *where):
     return db.session.scalar(select(func.count()).select_from(model).where(*where))
 
@@ -67,32 +53,6 @@ def apology(**kw):
     )
     db.session.commit()
     return policy
-
-
-def run_threads(app, n, work):
-    """Run ``work(i)`` in ``n`` threads, each in its own app context; return results, errors."""
-    db.session.commit()  # our own open transaction would hold SQLite's write lock
-    barrier = threading.Barrier(n)
-    results, errors = [], []
-
-    def worker(i):
-        with app.app_context():
-            try:
-                barrier.wait()
-                results.append(work(i))
-                db.session.commit()
-            except Exception as exc:  # pragma: no cover - shown on failure
-                errors.append(exc)
-                db.session.rollback()
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results, errors
 
 
 def test_close_reopen_close_issues_one_voucher(app, make_ticket):
@@ -139,7 +99,7 @@ def test_editing_a_policy_adds_a_version_and_new_grants_use_it(app, make_ticket)
     assert ":v2:" in result.key
 
 
-def test_concurrent_grants_with_one_key_store_one(app, make_ticket):
+def test_concurrent_grants_with_one_key_store_one(app, make_ticket, run_threads):
     policy = apology(cap_count=5, cap_window_days=30)
     ticket = make_ticket()
     ids = (policy.id, ticket.id, ticket.contact_id)
@@ -149,13 +109,13 @@ def test_concurrent_grants_with_one_key_store_one(app, make_ticket):
         t = db.session.get(Ticket, ids[1])
         return grant_incentive(p, contact=t.contact, ticket=t, actor=RULE, reason="race").created
 
-    results, errors = run_threads(app, 8, work)
+    results, errors = run_threads(8, work)
     assert not errors
     assert sorted(results) == [False] * 7 + [True]
     assert count(IncentiveGrant) == 1 and count(Voucher) == 1
 
 
-def test_concurrent_grants_without_a_cap_store_one(app, make_ticket):
+def test_concurrent_grants_without_a_cap_store_one(app, make_ticket, run_threads):
     policy = apology()
     ticket = make_ticket()
     ids = (policy.id, ticket.id)
@@ -166,7 +126,7 @@ def test_concurrent_grants_without_a_cap_store_one(app, make_ticket):
             "apology", contact=t.contact, ticket=t, actor=RULE, reason="race"
         ).created
 
-    results, errors = run_threads(app, 8, work)
+    results, errors = run_threads(8, work)
     assert not errors
     assert results.count(True) == 1
     assert count(IncentiveGrant) == 1
@@ -198,7 +158,7 @@ def test_cap_per_contact_over_a_window(app, make_contact, make_ticket):
     assert refusal.contact_id == contact.id and refusal.data["refusal"] == "cap_reached"
 
 
-def test_concurrent_grants_respect_the_cap(app, make_contact, make_ticket):
+def test_concurrent_grants_respect_the_cap(app, make_contact, make_ticket, run_threads):
     apology(cap_count=2, cap_window_days=90)
     contact = make_contact()
     tickets = [make_ticket(contact=contact).id for _ in range(6)]
@@ -209,13 +169,13 @@ def test_concurrent_grants_respect_the_cap(app, make_contact, make_ticket):
             "apology", contact=t.contact, ticket=t, actor=RULE, reason="x"
         ).status
 
-    results, errors = run_threads(app, 6, work)
+    results, errors = run_threads(6, work)
     assert not errors
     assert sorted(results) == ["cap_reached"] * 4 + ["granted"] * 2
     assert count(IncentiveGrant) == 2
 
 
-def test_concurrent_grants_stop_exactly_at_the_budget(app, make_contact):
+def test_concurrent_grants_stop_exactly_at_the_budget(app, make_contact, run_threads):
     apology(value=Decimal("10"), budget_amount=Decimal("35"), budget_period=BudgetPeriod.MONTH)
     contacts = [make_contact(name=f"C{i}").id for i in range(8)]
 
@@ -223,7 +183,7 @@ def test_concurrent_grants_stop_exactly_at_the_budget(app, make_contact):
         c = db.session.get(Contact, contacts[i])
         return grant_incentive("apology", contact=c, actor=RULE, reason="budget").status
 
-    results, errors = run_threads(app, 8, work)
+    results, errors = run_threads(8, work)
     assert not errors
     assert sorted(results) == ["budget_exhausted"] * 5 + ["granted"] * 3
     account = db.session.scalars(select(BudgetAccount)).one()

@@ -34,15 +34,6 @@ SHOP = Actor("api", 1, "shop")
 OURS = ("incentive.", "voucher.", "points.", "loyalty.", "referral.")
 
 
-@pytest.fixture(autouse=True)
-def wired(app):
-    if "shop_api" not in app.blueprints:
-        from automation import incentives, loyalty, shop
-
-        for package in (incentives, loyalty, shop):
-            package.init_app(app)
-
-
 @pytest.fixture
 def busy_contact(app, make_ticket, make_contact):
     """A contact with a voucher used and refunded, points earned, spent, reversed, a tier

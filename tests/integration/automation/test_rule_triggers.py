@@ -380,9 +380,7 @@ def test_set_attributes_and_status(make_ticket):
     assert ticket.status is TicketStatus.PENDING
 
 
-def test_incentive_action_calls_grant_incentive_with_an_idempotent_key(make_ticket, agent):
-    operations = pytest.importorskip("automation.incentives.operations")
-    assert hasattr(operations, "grant_incentive")
+def test_an_incentive_action_with_an_unknown_policy_is_recorded_as_an_error(make_ticket, agent):
     rule = make_rule(
         {
             "name": "Apology",
@@ -394,4 +392,12 @@ def test_incentive_action_calls_grant_incentive_with_an_idempotent_key(make_tick
     set_status(ticket, TicketStatus.SOLVED, actor=Actor.for_user(agent))
     db.session.commit()
     [run] = rule_runs(rule)
-    assert run.actions[0]["type"] == "issue_incentive"  # an unknown policy is reported, not raised
+    assert run.outcome == "error"
+    assert run.actions == [
+        {
+            "index": 0,
+            "type": "issue_incentive",
+            "status": "error",
+            "error": "no incentive policy 'no-such-policy'",
+        }
+    ]

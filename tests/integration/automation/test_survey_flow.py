@@ -189,7 +189,7 @@ def test_a_rule_can_send_an_nps_survey_when_the_default_is_off(
 def test_survey_answer_issues_a_feedback_voucher_through_a_rule(
     make_ticket, agent, recording_channel, client
 ):
-    incentives = pytest.importorskip("automation.incentives.operations")
+    from automation.incentives import operations as incentives
     from automation.incentives.policy import RewardKind
 
     incentives.create_policy(

@@ -17,7 +17,7 @@ from channels.email.mailboxes import access_token, check_imap, imap_settings
 from channels.email.oauth import TokenUnavailable, configured_providers
 from helpdesk.extensions import db
 from helpdesk.models import Ticket
-from tests.integration.email.conftest import SUPPORT, make_mail
+from tests.integration.email.conftest import SUPPORT, make_mail, reply
 
 pytestmark = pytest.mark.slow
 
@@ -247,22 +247,15 @@ def smtp_oauth_mailbox(oauth_mailbox: Any, oauth_smtp: Any) -> Any:
 
 
 def test_smtp_signs_in_with_the_mailboxs_oauth_token_and_delivers_a_reply(
-    smtp_oauth_mailbox, oauth_smtp, oauth_dovecot, oauth_folder, poll, tokens
+    smtp_oauth_mailbox, oauth_smtp, oauth_dovecot, oauth_folder, poll, tokens, agent
 ):
-    from helpdesk.actors import Actor
-    from helpdesk.models import DeliveryStatus, Role, User
-    from helpdesk.operations.messages import reply_to_ticket
+    from helpdesk.models import DeliveryStatus
 
     put(oauth_dovecot, oauth_folder, make_mail(subject="Reply by OAuth please"))
     assert poll(smtp_oauth_mailbox).ingested == 1
     ticket = db.session.scalars(select(Ticket)).one()
-    agent = User(email="oa@example.test", name="Oona", password_hash="!", role=Role.AGENT)
-    db.session.add(agent)
-    db.session.commit()
 
-    message = reply_to_ticket(ticket, actor=Actor.for_user(agent), author=agent, body="Signed.")
-    db.session.commit()
-    db.session.refresh(message)
+    message = reply(ticket, agent, body="Signed.")
 
     assert message.status is DeliveryStatus.SENT, message.error
     (got,) = oauth_smtp.received

@@ -7,13 +7,13 @@ from typing import Any
 import pytest
 from cryptography.fernet import InvalidToken
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select, text
 
 from channels.email.mailboxes import check_imap, check_smtp, imap_settings, smtp_settings
 from channels.email.models import AutoAcknowledgement, Mailbox
 from channels.email.passwords import decrypt_with
 from helpdesk.extensions import db
-from tests.integration.email.conftest import PASSWORD, SUPPORT, make_mail
+from tests.integration.email.conftest import PASSWORD, SUPPORT, make_mail, reply
 
 pytestmark = pytest.mark.slow
 
@@ -102,24 +102,17 @@ def test_connection_checks_report_unreadable_passwords_before_any_login(app, mak
 
 
 def test_a_reply_waits_for_a_reentered_smtp_password_and_says_so(
-    app, make_mailbox, append, poll, smtp
+    app, make_mailbox, append, poll, smtp, agent
 ):
-    from helpdesk.actors import Actor
-    from helpdesk.models import DeliveryStatus, Role, Ticket, User
-    from helpdesk.operations.messages import reply_to_ticket
+    from helpdesk.models import DeliveryStatus, Ticket
 
     mailbox = make_mailbox(smtp_username="rapport", smtp_password=SMTP_PASSWORD)
     append(make_mail())
     assert poll(mailbox).ingested == 1
     change_secret_key(app)
     ticket = db.session.scalars(select(Ticket)).one()
-    agent = User(email="kim@example.test", name="Kim", password_hash="!", role=Role.AGENT)
-    db.session.add(agent)
-    db.session.commit()
 
-    message = reply_to_ticket(ticket, actor=Actor.for_user(agent), author=agent, body="Hello")
-    db.session.commit()
-    db.session.refresh(message)
+    message = reply(ticket, agent, body="Hello")
 
     assert message.status is DeliveryStatus.QUEUED, "kept for a retry once the password is back"
     assert "The stored SMTP password can no longer be decrypted" in message.error
@@ -174,43 +167,7 @@ def test_a_previous_key_in_secret_key_fallbacks_still_decrypts(app, mailbox, app
 # The migration encrypts what was stored in plain text ----------------------------------
 
 
-@pytest.fixture
-def empty_database(database_url: str, tmp_path: Any) -> Any:
-    if database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'passwords.db'}"
-        return
-    admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS rapport_passwords"))
-        conn.execute(text("CREATE DATABASE rapport_passwords"))
-    admin.dispose()
-    yield database_url.rsplit("/", 1)[0] + "/rapport_passwords"
-    admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS rapport_passwords WITH (FORCE)"))
-    admin.dispose()
-
-
-@pytest.fixture
-def migrated_app(empty_database: str) -> Any:
-    from helpdesk import create_app
-
-    application = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "migration-key",
-            "SQLALCHEMY_DATABASE_URI": empty_database,
-            "RAPPORT_JOBS_IMMEDIATE": True,
-            "RAPPORT_EMBEDDED_WORKER": False,
-        }
-    )
-    with application.app_context():
-        yield application
-        db.session.remove()
-        db.engine.dispose()
-
-
-def test_migration_encrypts_plain_text_passwords_and_downgrade_restores_them(migrated_app):
+def test_migration_encrypts_plain_text_passwords_and_downgrade_restores_them(unmigrated_app):
     from channels.email.mailboxes import create_mailbox
     from helpdesk.actors import Actor
 
@@ -231,7 +188,7 @@ def test_migration_encrypts_plain_text_passwords_and_downgrade_restores_them(mig
     imap_raw, smtp_raw = stored(mailbox_id)
     assert smtp_raw is None
     assert imap_raw != "legacy-imap"
-    assert decrypt_with(["migration-key"], imap_raw) == "legacy-imap"
+    assert decrypt_with([unmigrated_app.config["SECRET_KEY"]], imap_raw) == "legacy-imap"
     assert db.session.get(Mailbox, mailbox_id).imap_password == "legacy-imap"
     # The column swap on SQLite must not cascade into rows that point at the mailbox.
     assert db.session.scalars(select(AutoAcknowledgement.address)).all() == ["ada@example.test"]

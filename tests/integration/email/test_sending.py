@@ -12,36 +12,17 @@ import pytest
 from sqlalchemy import func, select
 
 from channels.email.models import AutoAcknowledgement
-from helpdesk.actors import Actor
 from helpdesk.extensions import db
 from helpdesk.models import DeliveryStatus, Direction, Message, Ticket, TicketStatus
-from helpdesk.operations.messages import Upload, reply_to_ticket
+from helpdesk.operations.messages import Upload
 from helpdesk.tokens import ticket_token
-from tests.integration.email.conftest import SUPPORT, make_mail
+from tests.integration.email.conftest import SUPPORT, make_mail, reply
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def agent(app):
-    from helpdesk.models import Role, User
-
-    # No sign-in needed here, so skip the (deliberately slow) password hashing.
-    user = User(email="sam@example.test", name="Sam Support", password_hash="!", role=Role.AGENT)
-    db.session.add(user)
-    db.session.commit()
-    return user
-
-
 def received(smtp, index: int = -1) -> EmailMessage:
     return email.message_from_bytes(smtp.received[index].data, policy=policy.default)
-
-
-def reply(ticket, agent, body="Your parcel is on its way.", **kw):
-    message = reply_to_ticket(ticket, actor=Actor.for_user(agent), author=agent, body=body, **kw)
-    db.session.commit()
-    db.session.refresh(message)
-    return message
 
 
 def only_ticket() -> Ticket:

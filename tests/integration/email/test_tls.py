@@ -23,11 +23,9 @@ from channels.email.mailboxes import (
     smtp_settings,
 )
 from channels.email.models import Security
-from helpdesk.actors import Actor
 from helpdesk.extensions import db
-from helpdesk.models import DeliveryStatus, Role, Ticket, User
-from helpdesk.operations.messages import reply_to_ticket
-from tests.integration.email.conftest import PASSWORD, SUPPORT, make_mail
+from helpdesk.models import DeliveryStatus, Ticket
+from tests.integration.email.conftest import PASSWORD, SUPPORT, make_mail, reply
 from tests.integration.email.mailservers import start_smtp
 
 pytestmark = pytest.mark.slow
@@ -187,20 +185,13 @@ def test_smtp_check_reports_an_untrusted_certificate_in_words(smtp_tls_mailbox, 
     assert report.summary == f"SMTP: TLS failed. {UNTRUSTED}"
 
 
-def test_reply_is_delivered_over_tls_with_login(smtp_tls_mailbox, tls_smtp, append, poll):
+def test_reply_is_delivered_over_tls_with_login(smtp_tls_mailbox, tls_smtp, append, poll, agent):
     tls_smtp.clear()
     append(make_mail(subject="Reply over TLS please"))
     assert poll(smtp_tls_mailbox).ingested == 1
     ticket = db.session.scalars(select(Ticket)).one()
-    agent = User(email="tls@example.test", name="Tess", password_hash="!", role=Role.AGENT)
-    db.session.add(agent)
-    db.session.commit()
 
-    message = reply_to_ticket(
-        ticket, actor=Actor.for_user(agent), author=agent, body="Encrypted all the way."
-    )
-    db.session.commit()
-    db.session.refresh(message)
+    message = reply(ticket, agent, body="Encrypted all the way.")
 
     assert message.status is DeliveryStatus.SENT, message.error
     (got,) = tls_smtp.received
