@@ -69,6 +69,8 @@ BATCH = 200
 #: A pass with at least this many new mails parses them in worker processes
 #: (``RAPPORT_EMAIL_PARSE_PROCESSES``); a smaller one does not repay starting them.
 PARSE_POOL_MIN_MAILS = 100
+#: Mails per task sent to a parse worker: small enough that the first come back soon.
+PARSE_SLICE = 10
 #: Bodies fetched per round trip, and the bytes we let one round trip hold.
 BODY_BATCH = 50
 BODY_BATCH_BYTES = 32 * 1024 * 1024
@@ -211,9 +213,10 @@ def _parse_pool(mails: int) -> ParsePool | None:
 class _Bodies:
     """The bodies of one chunk, fetched a group per round trip, in order.
 
-    With a parse pool, each group goes to it as soon as it is fetched and the
-    next group is fetched one step early, so the workers parse ahead of the
-    ingest instead of waiting for it.
+    With a parse pool, each group goes to it as soon as it is fetched, in
+    slices so the first parses come back soon, and the next group is fetched
+    one step early, so the workers parse ahead of the ingest instead of
+    waiting for it.
     """
 
     def __init__(self, client: Any, groups: list[list[int]], pool: ParsePool | None) -> None:
@@ -223,7 +226,7 @@ class _Bodies:
         self._group_of = {uid: index for index, group in enumerate(groups) for uid in group}
         self._fetched = 0
         self._raw: dict[int, bytes] = {}
-        self._futures: dict[int, tuple[list[int], Future[list[InboundMessage]]]] = {}
+        self._slices: dict[int, tuple[list[int], Future[list[InboundMessage]]]] = {}
         self._parsed: dict[int, InboundMessage | None] = {}
 
     def take(self, uid: int) -> tuple[bytes | None, InboundMessage | None]:
@@ -233,8 +236,9 @@ class _Bodies:
         while self._fetched <= last:
             self._fetch(self._fetched)
             self._fetched += 1
-        if index in self._futures:
-            uids, future = self._futures.pop(index)
+        pending = self._slices.pop(uid, None)
+        if pending is not None:
+            uids, future = pending
             self._parsed.update(zip(uids, parsed_or_none(future, len(uids)), strict=True))
         return self._raw.pop(uid, None), self._parsed.pop(uid, None)
 
@@ -245,9 +249,13 @@ class _Bodies:
             if body is not None:
                 got[uid] = bytes(body)
         self._raw.update(got)
-        if self._pool is not None and got:
-            uids = list(got)
-            self._futures[index] = (uids, self._pool.submit([got[u] for u in uids]))
+        if self._pool is None:
+            return
+        uids = [uid for uid in self._groups[index] if uid in got]
+        for start in range(0, len(uids), PARSE_SLICE):
+            part = uids[start : start + PARSE_SLICE]
+            # Keyed by its first uid: the ingest asks for that one first.
+            self._slices[part[0]] = (part, self._pool.submit([got[u] for u in part]))
 
 
 _header_parser = BytesHeaderParser()

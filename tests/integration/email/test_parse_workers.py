@@ -56,7 +56,8 @@ def test_a_big_pass_is_parsed_by_a_worker_process_into_the_same_tickets(
     mailbox, append, poll, monkeypatch, submitted
 ):
     monkeypatch.setattr(imap, "PARSE_POOL_MIN_MAILS", 4)
-    monkeypatch.setattr(imap, "BODY_BATCH", 2)
+    monkeypatch.setattr(imap, "BODY_BATCH", 3)  # fetched in groups of 3 ...
+    monkeypatch.setattr(imap, "PARSE_SLICE", 2)  # ... and parsed in slices of 2
 
     def not_here(*_args, **_kwargs):
         raise AssertionError("parsed in the poller, not in the worker")
@@ -67,7 +68,7 @@ def test_a_big_pass_is_parsed_by_a_worker_process_into_the_same_tickets(
     result = poll(mailbox)
 
     assert result.status == "done" and result.ingested == 5 and result.quarantined == 0
-    assert submitted == [2, 2, 1]
+    assert submitted == [2, 1, 2]
     assert db.session.scalar(select(Ticket).where(Ticket.subject == "Order 1 is late")) is not None
     assert len(db.session.scalars(select(Ticket)).all()) == 4  # the reply joined the first
     assert ("Question 0", "Hello, my parcel has not arrived.", "<p>Hi 0</p>") in stored()
