@@ -107,7 +107,9 @@ def append_all(dovecot, folder: str, raws: list[bytes], connections: int = 4) ->
     return time.perf_counter() - started
 
 
-def bench_end_to_end(mails: int, commit_every: int, dovecot) -> dict[str, float]:
+def bench_end_to_end(
+    mails: int, commit_every: int, dovecot, parse_processes: int = 1
+) -> dict[str, float]:
     from sqlalchemy import func, select
 
     from channels.email import init_app
@@ -119,7 +121,7 @@ def bench_end_to_end(mails: int, commit_every: int, dovecot) -> dict[str, float]
     from helpdesk.extensions import db
     from helpdesk.models import Message, Ticket
 
-    run = WORK / f"run-{commit_every}"
+    run = WORK / f"run-{commit_every}-{parse_processes}"
     run.mkdir()
     app = create_app(
         {
@@ -130,10 +132,11 @@ def bench_end_to_end(mails: int, commit_every: int, dovecot) -> dict[str, float]
             "RAPPORT_ATTACHMENT_DIR": str(run / "attachments"),
             "RAPPORT_JOBS_IMMEDIATE": True,
             "RAPPORT_EMBEDDED_WORKER": False,
+            "RAPPORT_EMAIL_PARSE_PROCESSES": parse_processes,
         }
     )
     init_app(app)
-    folder = f"bench{commit_every}"
+    folder = f"bench{commit_every}p{parse_processes}"
     rng = random.Random(42)
     raws = [generated_mail(i, rng) for i in range(mails)]
     client = dovecot.client(ADDRESS)
@@ -182,7 +185,10 @@ def bench_end_to_end(mails: int, commit_every: int, dovecot) -> dict[str, float]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mails", type=int, default=10_000)
-    parser.add_argument("--commit-every", default="1,100", help="comma-separated batch sizes")
+    parser.add_argument("--commit-every", default="20", help="comma-separated batch sizes")
+    parser.add_argument(
+        "--parse-processes", default="1,0", help="comma-separated RAPPORT_EMAIL_PARSE_PROCESSES"
+    )
     args = parser.parse_args()
 
     from tests.integration.email.mailservers import start_dovecot
@@ -193,7 +199,10 @@ def main() -> None:
     runs = []
     try:
         for every in [int(x) for x in args.commit_every.split(",")]:
-            runs.append((every, bench_end_to_end(args.mails, every, dovecot)))
+            for processes in [int(x) for x in args.parse_processes.split(",")]:
+                runs.append(
+                    (every, processes, bench_end_to_end(args.mails, every, dovecot, processes))
+                )
     finally:
         dovecot.stop()
         shutil.rmtree(WORK, ignore_errors=True)
@@ -209,19 +218,21 @@ def main() -> None:
         f"| `parse_email` alone, {source}, avg {avg_size // 1024} KiB "
         f"| {parsed} | {parse_seconds:.2f} | {parsed / parse_seconds:,.0f} |"
     )
-    for every, r in runs:
+    for every, processes, r in runs:
         print(
             f"| IMAP APPEND into Dovecot (4 connections, setup) | {r['mails']} "
             f"| {r['append_s']:.2f} | {r['mails'] / r['append_s']:,.0f} |"
         )
         print(
-            f"| Dovecot → tickets, one poller pass, commit every {every} "
+            f"| Dovecot → tickets, one poller pass, commit every {every}, "
+            f"{processes or 'no'} parse worker{'s' if processes != 1 else ''} "
             f"({r['tickets']} tickets, {r['messages']} messages, {r['quarantined']} quarantined) "
             f"| {r['mails']} | {r['poll_s']:.2f} | {r['mails'] / r['poll_s']:,.0f} |"
         )
     print(
         "\nEnd to end is one poller: header fetch, known-Message-ID check, body fetch "
-        "(`BODY.PEEK[]`, 50 per round trip), `parse_email`, `ingest_message`, "
+        "(`BODY.PEEK[]`, 50 per round trip), `parse_email` (in a worker process when "
+        "there are parse workers, one group ahead of the ingest), `ingest_message`, "
         "`last_uid` advanced in the same transaction, then `\\Seen`. Target: 500 mails/s."
     )
 
