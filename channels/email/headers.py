@@ -12,6 +12,7 @@ import binascii
 import re
 from email.message import Message
 from email.utils import getaddresses
+from functools import lru_cache
 
 from channels.email.charsets import decode_text, reencode_surrogates
 
@@ -20,6 +21,9 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _ONLY_SPACE = re.compile(r"^[ \t\r\n]*$")
 _ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+$")
 _BRACKETED_ID = re.compile(r"<\s*([^<>\s]+)\s*>")
+
+# Address headers longer than this are parsed on every call instead of being cached.
+_CACHED_ADDRESS_CHARS = 4096
 
 
 def raw_header(msg: Message, name: str) -> str | None:
@@ -33,6 +37,16 @@ def raw_header(msg: Message, name: str) -> str | None:
     except Exception:  # a broken header must not sink the message
         return None
     return None
+
+
+def has_header(msg: Message, *names: str) -> bool:
+    """Tell whether any of the headers is present, in one pass over the headers."""
+    wanted = {name.lower() for name in names}
+    try:
+        items = msg.raw_items() if hasattr(msg, "raw_items") else msg.items()
+        return any(str(key).lower() in wanted for key, _ in items)
+    except Exception:  # a broken header must not sink the message
+        return False
 
 
 def unfold(value: str) -> str:
@@ -93,7 +107,8 @@ def _decode_piece(charset: str | None, data: bytes, fallback_charset: str | None
     if charset is not None:
         return decode_text(data, charset)
     if data.isascii():
-        return data.decode("ascii")
+        # NULs too: PostgreSQL refuses them in text, and decode_text drops them as well.
+        return data.decode("ascii").replace("\x00", "")
     # Raw 8-bit header text: most often UTF-8, otherwise the body's charset.
     return decode_text(data, fallback_charset or "utf-8")
 
@@ -124,10 +139,39 @@ def addresses(msg: Message, *names: str) -> list[tuple[str, str]]:
 
 def parse_addresses(value: str) -> list[tuple[str, str]]:
     """Parse one raw address-list header value; never raises."""
+    return list(_address_header(value)[0])
+
+
+def display_name_only(value: str | None) -> str:
+    """Return the display name of an address header even when it has no address."""
+    if not value:
+        return ""
+    return _address_header(value)[1]
+
+
+def _address_header(value: str) -> tuple[tuple[tuple[str, str], ...], str]:
+    if len(value) <= _CACHED_ADDRESS_CHARS:
+        return _cached_address_header(value)
+    return _parse_address_header(value)
+
+
+def _parse_address_header(value: str) -> tuple[tuple[tuple[str, str], ...], str]:
+    """Return (the plausible addresses, the first display name) of a header value."""
     try:
         pairs = getaddresses([value])
     except Exception:  # getaddresses has crashed on hostile input before
-        pairs = []
+        return _rescue_addresses(value), ""
+    return _plausible_addresses(value, pairs) or _rescue_addresses(value), _display_name(
+        value, pairs
+    )
+
+
+# getaddresses is slow pure Python, and the same From, To and Cc values are read by
+# several checks per mail and recur across mails (customers, our own addresses).
+_cached_address_header = lru_cache(maxsize=1024)(_parse_address_header)
+
+
+def _plausible_addresses(value: str, pairs: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
     result: list[tuple[str, str]] = []
     lowered = value.lower()
     for display, address in pairs:
@@ -137,23 +181,20 @@ def parse_addresses(value: str) -> list[tuple[str, str]]:
         if not _ADDRESS.match(address) or address not in lowered:
             continue
         result.append((decode_words(display).strip().strip("\"'").strip(), address))
-    if not result:
-        # getaddresses gives up on some malformed lists; rescue bare addresses.
-        for token in re.split(r"[\s,;<>]+", value):
-            token = token.strip("\"'()").lower()
-            if _ADDRESS.match(token):
-                result.append(("", token))
-    return result
+    return tuple(result)
 
 
-def display_name_only(value: str | None) -> str:
-    """Return the display name of an address header even when it has no address."""
-    if not value:
-        return ""
-    try:
-        pairs = getaddresses([value])
-    except Exception:
-        return ""
+def _rescue_addresses(value: str) -> tuple[tuple[str, str], ...]:
+    """Find bare addresses in a list getaddresses gave up on."""
+    result: list[tuple[str, str]] = []
+    for token in re.split(r"[\s,;<>]+", value):
+        token = token.strip("\"'()").lower()
+        if _ADDRESS.match(token):
+            result.append(("", token))
+    return tuple(result)
+
+
+def _display_name(value: str, pairs: list[tuple[str, str]]) -> str:
     for display, _ in pairs:
         name = decode_words(display).strip().strip("\"'").strip()
         if name:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from contextlib import suppress
+from functools import partial
 from html import escape
 from html.parser import HTMLParser
 
@@ -68,15 +70,25 @@ def _attributes() -> dict[str, set[str]]:
 _ATTRIBUTES = _attributes()
 
 
+def _sanitizer() -> Callable[[str], str]:
+    url_schemes, styles = set(_URL_SCHEMES), set(_STYLE_PROPERTIES)
+    if hasattr(nh3, "Cleaner"):  # nh3 0.3+: convert the rules once, not on every call
+        cleaner = nh3.Cleaner(
+            attributes=_ATTRIBUTES, url_schemes=url_schemes, filter_style_properties=styles
+        )
+        return cleaner.clean
+    return partial(
+        nh3.clean, attributes=_ATTRIBUTES, url_schemes=url_schemes, filter_style_properties=styles
+    )
+
+
+_clean = _sanitizer()
+
+
 def sanitize_html(html: str) -> str:
     """Return HTML that is safe to store and show; keeps ``cid:`` image sources."""
     try:
-        return nh3.clean(
-            html,
-            attributes=_ATTRIBUTES,
-            url_schemes=set(_URL_SCHEMES),
-            filter_style_properties=set(_STYLE_PROPERTIES),
-        )
+        return _clean(html)
     except Exception:  # never let odd markup sink a message
         return escape(html_to_text(html)).replace("\n", "<br>")
 

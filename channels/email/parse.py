@@ -16,7 +16,6 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
-from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
 from urllib.parse import unquote
 
@@ -145,9 +144,10 @@ class _Bodies:
 
 
 def _parse(raw: bytes, max_attachment_bytes: int) -> InboundMessage:
-    msg = BytesParser(policy=mime.POLICY).parsebytes(raw)
-    bodies = _collect_bodies(msg)
-    charset_hint = _charset_hint(msg)
+    msg = mime.parse_bytes(raw)
+    leaves = list(mime.iter_leaves(msg))
+    bodies = _collect_bodies(leaves)
+    charset_hint = _charset_hint(leaves)
 
     raw_html = "\n".join(bodies.html) if bodies.html else None
     plain = "\n".join(bodies.plain)
@@ -204,9 +204,9 @@ def _hash_id(raw: bytes) -> str:
 # Bodies and attachments -----------------------------------------------------
 
 
-def _collect_bodies(msg: Message) -> _Bodies:
+def _collect_bodies(leaves: list[Message]) -> _Bodies:
     bodies = _Bodies()
-    for part in mime.iter_leaves(msg):
+    for part in leaves:
         kind = mime.content_type(part)
         is_body = kind in ("text/plain", "text/html") and not _looks_attached(part)
         if not is_body:
@@ -228,9 +228,9 @@ def _looks_attached(part: Message) -> bool:
     return mime.disposition(part) == "attachment" or mime.filename(part) is not None
 
 
-def _charset_hint(msg: Message) -> str | None:
+def _charset_hint(leaves: list[Message]) -> str | None:
     """Return the first declared body charset, used for raw 8-bit headers."""
-    for part in mime.iter_leaves(msg):
+    for part in leaves:
         declared = mime.charset(part)
         if declared:
             return declared
@@ -240,6 +240,8 @@ def _charset_hint(msg: Message) -> str | None:
 def _attachments(
     bodies: _Bodies, raw_html: str | None, text: str, limit: int
 ) -> tuple[InboundAttachment, ...]:
+    if not bodies.attachments and not bodies.uuencoded:
+        return ()
     referenced = {unquote(cid).lower() for cid in _CID_REFERENCE.findall(raw_html or "")}
     placeholders = {name.lower() for name in _IMAGE_PLACEHOLDER.findall(text)}
     result: list[InboundAttachment] = []

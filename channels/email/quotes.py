@@ -21,6 +21,7 @@ _OPENERS = (
 _OPENER = "(?:" + "|".join(_OPENERS) + ")"
 _ATTRIBUTION = re.compile(rf"^\s*{_OPENER}.*{_WROTE}.*:\s*$|^.*@.*\b{_WROTE}\b.*:\s*$", re.I)
 _ATTRIBUTION_LOOSE = re.compile(rf"^\s*{_OPENER}.*{_WROTE}\s*:?\s*$", re.I)
+_OPENS = re.compile(rf"\s*{_OPENER}", re.I)
 
 _ORIGINAL_MESSAGE = re.compile(
     r"^\s*-{2,}\s*(?:Original Message|Ursprüngliche Nachricht|Originalnachricht|"
@@ -90,6 +91,11 @@ def _history_start(lines: list[str]) -> int | None:
 
 def _is_attribution(lines: list[str], index: int) -> bool:
     """Tell whether an "On … wrote:" line, possibly wrapped over 3 lines, starts here."""
+    # Every window below is a prefix of this one, and both patterns need it to start
+    # with an opener or to hold an "@"; most lines fail both cheap tests.
+    longest = " ".join(line.strip() for line in lines[index : index + 3])
+    if "@" not in longest and not _OPENS.match(longest):
+        return False
     window = ""
     for offset in range(3):
         if index + offset >= len(lines) or not lines[index + offset].strip():

@@ -649,3 +649,9 @@ def test_malformed_input_never_raises(raw: bytes) -> None:
     message = parse_email(raw)
     assert message.channel == "email"
     assert message.external_id
+
+
+def test_a_nul_byte_in_a_plain_ascii_subject_is_dropped() -> None:
+    # PostgreSQL refuses NUL in text; a mangled header must not make the mail unstorable.
+    raw = b"From: a@example.test\r\nSubject: Order\x00 42\r\n\r\nHello\r\n"
+    assert parse_email(raw).subject == "Order 42"
