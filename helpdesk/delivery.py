@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import or_, select, update
 
 from channels.base import PermanentDeliveryError, get_channel
 from helpdesk import events
@@ -21,6 +20,7 @@ from helpdesk.actors import Actor
 from helpdesk.extensions import db
 from helpdesk.jobs import job, periodic
 from helpdesk.models import DeliveryStatus, Direction, Message, utcnow
+from helpdesk.rows import changed_rows
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,11 @@ def _enqueue_reply(sender: events.Event, event: events.MessageAdded, **_: object
 @job()
 def deliver_message(message_id: int) -> str:
     """Send one queued message through its channel; returns the final status."""
-    claimed = cast(
-        CursorResult[Any],
-        db.session.execute(
-            update(Message)
-            .where(Message.id == message_id, Message.status == DeliveryStatus.QUEUED)
-            .values(status=DeliveryStatus.SENDING, attempts=Message.attempts + 1)
-        ),
-    ).rowcount
+    claimed = changed_rows(
+        update(Message)
+        .where(Message.id == message_id, Message.status == DeliveryStatus.QUEUED)
+        .values(status=DeliveryStatus.SENDING, attempts=Message.attempts + 1)
+    )
     db.session.commit()
     if not claimed:
         return "skipped"

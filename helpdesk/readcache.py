@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from flask import current_app
+from flask import current_app, has_app_context
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, SessionTransaction, object_session
 
@@ -32,6 +32,15 @@ class _Entry(Generic[T]):
     value: T
 
 
+@dataclass(slots=True)
+class _Holder(Generic[T]):
+    """One app's answer, and how often this app was told to forget."""
+
+    #: Bumped by every forget, so a read that began before it is not trusted after it.
+    generation: int = 0
+    entry: _Entry[T] | None = None
+
+
 class ReadCache(Generic[T]):
     """``read()``'s answer, cached per app for ``ttl`` seconds; see the module text."""
 
@@ -41,26 +50,33 @@ class ReadCache(Generic[T]):
         self.key = f"rapport.readcache.{name}"
         self.ttl = ttl
         self._read = read
-        #: Bumped by every forget, so a read that began before it is not trusted after it.
-        self._generation = 0
         for model in models:
             for name_ in ("after_insert", "after_update", "after_delete"):
                 sa_event.listen(model, name_, self._written)
 
+    def _holder(self) -> _Holder[T]:
+        holder: _Holder[T] = current_app.extensions.setdefault(self.key, _Holder())
+        return holder
+
     def get(self) -> T:
-        extensions = current_app.extensions
-        entry: _Entry[T] | None = extensions.get(self.key)
+        holder = self._holder()
+        entry = holder.entry
         now = time.monotonic()
-        if entry is not None and entry.generation == self._generation and entry.until > now:
+        if entry is not None and entry.generation == holder.generation and entry.until > now:
             return entry.value
-        generation = self._generation
+        generation = holder.generation
         value = self._read()
-        extensions[self.key] = _Entry(generation, now + self.ttl, value)
+        holder.entry = _Entry(generation, now + self.ttl, value)
         return value
 
     def forget(self, session: Session | None = None) -> None:
-        """Void the answer now, and again when ``session``'s transaction ends."""
-        self._generation += 1
+        """Void this app's answer now, and again when ``session``'s transaction ends.
+
+        Per app, like the answer: in tests a second app stands for another
+        process, which must not hear of this one's writes.
+        """
+        if has_app_context():
+            self._holder().generation += 1
         if session is not None:
             session.info.setdefault(_FORGET_AT_END, set()).add(self)
 

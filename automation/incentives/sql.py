@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, Delete, Table, Update
+from sqlalchemy import Delete, Table, Update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from helpdesk import rows
 from helpdesk.extensions import db
 
 
@@ -32,5 +33,4 @@ def changed_rows(statement: Update | Delete) -> int:
     Objects already in the session are left as they were (``synchronize_session=False``):
     refresh what is read again afterwards.
     """
-    result = db.session.execute(statement.execution_options(synchronize_session=False))
-    return cast(CursorResult[Any], result).rowcount
+    return rows.changed_rows(statement.execution_options(synchronize_session=False))

@@ -22,20 +22,17 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from flask import Flask, current_app
-from sqlalchemy import event as sa_event
 from sqlalchemy import select
-from sqlalchemy.orm import Session, SessionTransaction
 
 from helpdesk.actors import Actor
 from helpdesk.extensions import db
 from helpdesk.operations import audit
+from helpdesk.readcache import ReadCache
 
 from .actions import HANDLERS, ActionContext, ActionSkipped
 from .conditions import Check, Facts, compile_conditions, condition_fields
@@ -135,7 +132,6 @@ cache = _VersionCache()
 #: created, changed, switched on or off, moved or deleted; the process that made
 #: the change forgets at once (``forget_enabled_triggers``).
 RULES_TTL = 5.0
-_CACHE_KEY = "rapport.enabled_rules"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,31 +152,11 @@ class _Snapshot:
     """The enabled rules of every trigger, as read at one moment."""
 
     refs: dict[str, tuple[RuleRef, ...]]
-    until: float
+    #: Each trigger's rules compiled, filled in as triggers are asked for.
     compiled: dict[str, RuleSet] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class _RulesCache:
-    snapshot: _Snapshot | None = None
-    #: Bumped by every forget, so a read that started before it is not stored after it.
-    generation: int = 0
-
-
-def _rules_cache(app: Flask) -> _RulesCache:
-    holder = app.extensions.get(_CACHE_KEY)
-    if holder is None:
-        holder = app.extensions.setdefault(_CACHE_KEY, _RulesCache())
-    return holder
-
-
-def _snapshot() -> _Snapshot:
-    holder = _rules_cache(current_app._get_current_object())  # type: ignore[attr-defined]
-    snapshot = holder.snapshot
-    now = time.monotonic()
-    if snapshot is not None and snapshot.until >= now:
-        return snapshot
-    generation = holder.generation
+def _read_snapshot() -> _Snapshot:
     rules, versions = Rule.__table__.c, RuleVersion.__table__.c  # columns: no ORM on this path
     rows = db.session.execute(
         select(rules.trigger_type, rules.id, versions.id, versions.number, versions.created_at)
@@ -191,13 +167,16 @@ def _snapshot() -> _Snapshot:
     by_trigger: dict[str, list[RuleRef]] = {}
     for trigger, rule_id, version_id, number, created_at in rows:
         by_trigger.setdefault(trigger, []).append(RuleRef(rule_id, version_id, number, created_at))
-    snapshot = _Snapshot(
-        refs={trigger: tuple(refs) for trigger, refs in by_trigger.items()},
-        until=now + RULES_TTL,
-    )
-    if holder.generation == generation:
-        holder.snapshot = snapshot
-    return snapshot
+    return _Snapshot(refs={trigger: tuple(refs) for trigger, refs in by_trigger.items()})
+
+
+#: Rule changes forget it explicitly (``forget_enabled_triggers``): a change may
+#: touch a rule, its versions or their order, so no single model's writes say it.
+_enabled = ReadCache("rules.enabled", _read_snapshot, ttl=RULES_TTL)
+
+
+def _snapshot() -> _Snapshot:
+    return _enabled.get()
 
 
 def enabled_rules(trigger_type: str) -> list[RuleRef]:
@@ -225,34 +204,9 @@ def enabled_triggers() -> frozenset[str]:
     return frozenset(_snapshot().refs)
 
 
-def _forget(app: Flask) -> None:
-    holder = _rules_cache(app)
-    holder.generation += 1
-    holder.snapshot = None
-
-
 def forget_enabled_triggers() -> None:
-    """Drop this process's cached rules now and again once this transaction commits."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    _forget(app)
-    # A lookup between now and the commit would cache the old state; forget it then too.
-    db.session.info[_CACHE_KEY] = app
-
-
-@sa_event.listens_for(Session, "after_commit")
-def _forget_after_commit(session: Session) -> None:
-    app = session.info.pop(_CACHE_KEY, None)
-    if app is not None:
-        _forget(app)
-
-
-@sa_event.listens_for(Session, "after_soft_rollback")
-def _forget_after_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
-    # A lookup in this transaction may have cached the rule change just undone.
-    if previous_transaction.parent is None:
-        app = session.info.pop(_CACHE_KEY, None)
-        if app is not None:
-            _forget(app)
+    """Drop this process's cached rules now and again once this transaction ends."""
+    _enabled.forget(db.session())
 
 
 def has_enabled_rules(trigger_type: str) -> bool:

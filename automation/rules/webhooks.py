@@ -12,13 +12,14 @@ import logging
 import urllib.error
 import urllib.request
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import select, update
 
 from helpdesk.extensions import db
 from helpdesk.jobs import job, periodic
 from helpdesk.models import utcnow
+from helpdesk.rows import changed_rows
 
 from . import events as rule_events
 from .actions import sign
@@ -54,14 +55,11 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
 @job()
 def send_webhook(delivery_id: int) -> str:
     """Make one attempt at a queued webhook call; returns the resulting status."""
-    claimed = cast(
-        CursorResult[Any],
-        db.session.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == "queued")
-            .values(status="sending", attempts=WebhookDelivery.attempts + 1)
-        ),
-    ).rowcount
+    claimed = changed_rows(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == "queued")
+        .values(status="sending", attempts=WebhookDelivery.attempts + 1)
+    )
     db.session.commit()
     if not claimed:
         return "skipped"

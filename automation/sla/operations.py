@@ -7,7 +7,7 @@ import logging
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import select, update
 
 from helpdesk import events
 from helpdesk.actors import Actor
@@ -15,6 +15,7 @@ from helpdesk.extensions import db
 from helpdesk.models import Ticket, TicketStatus, utcnow
 from helpdesk.operations import audit
 from helpdesk.readcache import ReadCache
+from helpdesk.rows import changed_rows
 
 from .events import SlaFirstResponseBreached, SlaResolutionBreached
 from .hours import Calendar, CalendarError, add_business_minutes, business_minutes_between
@@ -246,15 +247,12 @@ def check_breaches(now: datetime | None = None) -> dict[str, int]:
         for ticket_id, due_at in rows:
             due_at = cast(datetime, due_at)  # the query skips rows without a due date
             # The conditional update makes the breach fire once even with two workers.
-            marked = cast(
-                CursorResult[Any],
-                db.session.execute(
-                    update(TicketSla)
-                    .where(TicketSla.ticket_id == ticket_id, breached.is_(None))
-                    .values({breached.key: now})
-                    .execution_options(synchronize_session=False)
-                ),
-            ).rowcount
+            marked = changed_rows(
+                update(TicketSla)
+                .where(TicketSla.ticket_id == ticket_id, breached.is_(None))
+                .values({breached.key: now})
+                .execution_options(synchronize_session=False)
+            )
             if not marked:
                 continue
             counts[name] += 1

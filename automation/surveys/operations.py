@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any, cast
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import select, update
 
 from helpdesk import events
 from helpdesk.actors import Actor
@@ -17,6 +16,7 @@ from helpdesk.models import Ticket, utcnow
 from helpdesk.operations import audit
 from helpdesk.operations.contacts import OperationError
 from helpdesk.operations.messages import reply_to_ticket
+from helpdesk.rows import changed_rows
 
 from . import i18n
 from .events import SurveyAnswered
@@ -142,15 +142,12 @@ def answer_survey(token: str, score: int | str | None, comment: str | None = Non
     comment = (comment or "").strip()[:MAX_COMMENT] or None
     now = utcnow()
     # Single use is this conditional update, not a read followed by a write.
-    claimed = cast(
-        CursorResult[Any],
-        db.session.execute(
-            update(Survey)
-            .where(Survey.id == survey.id, Survey.answered_at.is_(None))
-            .values(answered_at=now, score=value, comment=comment)
-            .execution_options(synchronize_session=False)
-        ),
-    ).rowcount
+    claimed = changed_rows(
+        update(Survey)
+        .where(Survey.id == survey.id, Survey.answered_at.is_(None))
+        .values(answered_at=now, score=value, comment=comment)
+        .execution_options(synchronize_session=False)
+    )
     if not claimed:
         raise SurveyError("used", "this survey was already answered")
     db.session.refresh(survey)

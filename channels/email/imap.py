@@ -42,7 +42,13 @@ from sqlalchemy import select, update
 
 from channels.base import InboundMessage
 from channels.email.headers import message_ids, raw_header
-from channels.email.inbound import MailboxRef, Outcome, mailbox_ref, process_raw
+from channels.email.inbound import (
+    MailboxRef,
+    Outcome,
+    attachment_limit,
+    mailbox_ref,
+    process_raw,
+)
 from channels.email.mailboxes import (
     ImapSettings,
     access_token,
@@ -54,7 +60,7 @@ from channels.email.mailboxes import (
     tls_context,
 )
 from channels.email.models import Mailbox, Security
-from channels.email.parse import CHANNEL, DEFAULT_MAX_ATTACHMENT_BYTES
+from channels.email.parse import CHANNEL
 from channels.email.parsepool import ParsePool, parsed_or_none
 from helpdesk.extensions import db
 from helpdesk.jobs import job, periodic
@@ -202,9 +208,8 @@ def _parse_pool(mails: int) -> ParsePool | None:
     processes = int(_config("RAPPORT_EMAIL_PARSE_PROCESSES", 1))
     if processes <= 0 or mails < PARSE_POOL_MIN_MAILS:
         return None
-    limit = _config("RAPPORT_MAX_UPLOAD_BYTES", DEFAULT_MAX_ATTACHMENT_BYTES)
     try:
-        return ParsePool(processes, max_attachment_bytes=limit)
+        return ParsePool(processes, max_attachment_bytes=attachment_limit())
     except Exception as exc:  # e.g. no process limit left: parse in the poller
         log.warning("could not start parse workers (%s); parsing in the poller", exc)
         return None

@@ -63,6 +63,11 @@ def mailbox_ref(mailbox: object) -> MailboxRef:
     )
 
 
+def attachment_limit() -> int:
+    """Bytes an attachment may have before it is noted instead of stored."""
+    return int(current_app.config.get("RAPPORT_MAX_UPLOAD_BYTES", DEFAULT_MAX_ATTACHMENT_BYTES))
+
+
 def to_inbound(
     raw: bytes,
     mailbox: MailboxRef | None,
@@ -73,11 +78,9 @@ def to_inbound(
 
     Returns None for mail we sent ourselves.
     """
-    if parsed is not None:
-        msg = parsed
-    else:
-        limit = current_app.config.get("RAPPORT_MAX_UPLOAD_BYTES", DEFAULT_MAX_ATTACHMENT_BYTES)
-        msg = parse_email(raw, max_attachment_bytes=limit)
+    msg = (
+        parsed if parsed is not None else parse_email(raw, max_attachment_bytes=attachment_limit())
+    )
     if msg.sender.value.lower() in own:
         # Loop guard: our own notifications or replies that came back to an inbox.
         return None

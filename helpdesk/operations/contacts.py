@@ -6,15 +6,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import EllipsisType
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from channels.base import IdentityKind, SenderIdentity
 from helpdesk import events
 from helpdesk.actors import Actor
 from helpdesk.extensions import db
 from helpdesk.models import Contact, ContactIdentity, CustomAttribute, Order, Ticket
+from helpdesk.rows import changed_rows
 
 from . import audit
 
@@ -273,26 +274,17 @@ def merge_contacts(source: Contact, target: Contact, *, actor: Actor) -> Contact
             f"contact #{target.id} was merged into #{target.merged_into_id}; merge into that one"
         )
     moved = {
-        "identities": cast(
-            CursorResult[Any],
-            db.session.execute(
-                update(ContactIdentity)
-                .where(ContactIdentity.contact_id == source.id)
-                .values(contact_id=target.id)
-            ),
-        ).rowcount,
-        "tickets": cast(
-            CursorResult[Any],
-            db.session.execute(
-                update(Ticket).where(Ticket.contact_id == source.id).values(contact_id=target.id)
-            ),
-        ).rowcount,
-        "orders": cast(
-            CursorResult[Any],
-            db.session.execute(
-                update(Order).where(Order.contact_id == source.id).values(contact_id=target.id)
-            ),
-        ).rowcount,
+        "identities": changed_rows(
+            update(ContactIdentity)
+            .where(ContactIdentity.contact_id == source.id)
+            .values(contact_id=target.id)
+        ),
+        "tickets": changed_rows(
+            update(Ticket).where(Ticket.contact_id == source.id).values(contact_id=target.id)
+        ),
+        "orders": changed_rows(
+            update(Order).where(Order.contact_id == source.id).values(contact_id=target.id)
+        ),
     }
     from helpdesk.models import Message
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from types import EllipsisType
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from helpdesk import events
@@ -24,6 +24,7 @@ from helpdesk.models import (
     User,
     utcnow,
 )
+from helpdesk.rows import changed_rows
 
 from . import audit
 from .contacts import OperationError, coerce_attributes
@@ -332,12 +333,9 @@ def merge_tickets(source: Ticket, target: Ticket, *, actor: Actor) -> Ticket:
         raise OperationError("a ticket cannot be merged into itself")
     if source.merged_into_id is not None:
         raise OperationError(f"ticket #{source.id} was already merged")
-    moved = cast(
-        CursorResult[Any],
-        db.session.execute(
-            update(Message).where(Message.ticket_id == source.id).values(ticket_id=target.id)
-        ),
-    ).rowcount
+    moved = changed_rows(
+        update(Message).where(Message.ticket_id == source.id).values(ticket_id=target.id)
+    )
     target.tags = _tags_named([*(t.name for t in target.tags), *(t.name for t in source.tags)])
     target.last_activity_at = max(target.last_activity_at, source.last_activity_at)
     target.updated_at = utcnow()

@@ -19,7 +19,7 @@ from automation.rules.operations import (
     update_rule,
 )
 from automation.rules.testing import make_rule, rule_runs, wire
-from helpdesk import jobs
+from helpdesk import jobs, readcache
 from helpdesk.actors import Actor
 from helpdesk.extensions import db
 from helpdesk.models import Priority, Ticket
@@ -90,9 +90,9 @@ def tags(ticket):
 
 
 def later(monkeypatch, seconds):
-    """Move the engine's clock on, as if ``seconds`` had passed."""
-    now = engine.time.monotonic() + seconds
-    monkeypatch.setattr(engine.time, "monotonic", lambda: now)
+    """Move the rules cache's clock on, as if ``seconds`` had passed."""
+    now = readcache.time.monotonic() + seconds
+    monkeypatch.setattr(readcache.time, "monotonic", lambda: now)
 
 
 def test_the_rules_of_a_trigger_are_read_once_and_then_come_from_the_cache(update_ticket):
